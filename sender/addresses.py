@@ -1,0 +1,104 @@
+"""Parsing and checking one email address (`ops@example.com` or `Name <ops@example.com>`).
+
+The stdlib parsers are forgiving by design (they are made for reading mail); a sender must be
+strict instead, so this module accepts exactly one mailbox per string, refuses CR/LF and other
+control characters anywhere (header injection), and encodes internationalised domains to IDNA so
+the envelope and the headers stay ASCII on the wire.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from email.headerregistry import Address
+from email.utils import getaddresses
+
+# Dot-atom local part (RFC 5322 3.2.3). Quoted local parts are legal but so rare in automated mail,
+# and so often a sign of an injection attempt, that refusing them is the kinder default.
+_LOCAL_PART = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
+_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+MAX_ADDRESS_LENGTH = 254
+
+
+class AddressError(ValueError):
+    """The text is not one valid mailbox; the message says why, without echoing secrets."""
+
+
+@dataclass(frozen=True, slots=True)
+class Mailbox:
+    """A checked address: `addr_spec` is ASCII (IDNA domain), `display_name` may be any Unicode."""
+
+    display_name: str
+    local_part: str
+    domain: str  # ASCII (punycode where needed), lower case
+
+    @property
+    def addr_spec(self) -> str:
+        return f"{self.local_part}@{self.domain}"
+
+    def header_address(self) -> Address:
+        return Address(display_name=self.display_name, username=self.local_part, domain=self.domain)
+
+    def __str__(self) -> str:
+        return self.addr_spec
+
+
+def has_control_characters(text: str) -> bool:
+    return bool(_CONTROL.search(text))
+
+
+def ascii_domain(domain: str) -> str:
+    """Lower-case ASCII form of a domain, IDNA-encoding Unicode labels; raises AddressError."""
+    domain = domain.strip().rstrip(".")
+    if not domain:
+        raise AddressError("the domain is empty")
+    try:
+        encoded = domain.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        raise AddressError("the domain is not a valid internationalised domain name") from None
+    labels = encoded.split(".")
+    if len(labels) < 2 or not all(_LABEL.match(label) for label in labels):
+        raise AddressError("the domain is not a valid host name")
+    return encoded
+
+
+def parse_mailbox(text: str) -> Mailbox:
+    """Parse exactly one mailbox, strictly."""
+    if has_control_characters(text):
+        raise AddressError("contains a line break or control character")
+    if not text.strip():
+        raise AddressError("is empty")
+    parsed = getaddresses([text])
+    if len(parsed) != 1 or parsed[0] == ("", ""):
+        raise AddressError("must be exactly one address")
+    display_name, addr_spec = parsed[0]
+    if addr_spec.count("@") != 1:
+        raise AddressError("is not an address of the form local@domain")
+    local_part, domain = addr_spec.rsplit("@", 1)
+    if not _LOCAL_PART.match(local_part):
+        raise AddressError("has an invalid local part (non-ASCII local parts are not supported)")
+    mailbox = Mailbox(display_name.strip(), local_part, ascii_domain(domain))
+    if len(mailbox.addr_spec) > MAX_ADDRESS_LENGTH:
+        raise AddressError(f"is longer than {MAX_ADDRESS_LENGTH} characters")
+    return mailbox
+
+
+def matches_allow_list(mailbox: Mailbox, allowed: tuple[str, ...]) -> bool:
+    """Entries are addresses (`a@b.c`) or domains (`b.c`, matching `x@b.c` only, not subdomains)."""
+    address = mailbox.addr_spec.lower()
+    for entry in allowed:
+        if "@" in entry:
+            local, _, domain = entry.rpartition("@")
+            try:
+                if address == f"{local}@{ascii_domain(domain)}":
+                    return True
+            except AddressError:
+                continue
+        else:
+            try:
+                if mailbox.domain == ascii_domain(entry.lstrip("@")):
+                    return True
+            except AddressError:
+                continue
+    return False

@@ -1,0 +1,135 @@
+"""The HTTP trigger: a JSON request in, a JSON response out, statuses exactly as README's table."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import flask
+
+from sender import logs
+from sender.config import Settings
+from sender.message import parse_request
+from sender.outcome import (
+    InvalidRequest,
+    MessageTooLarge,
+    SendError,
+    SendResult,
+    TransientError,
+)
+from sender.service import send_email
+
+VIA = "http"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+def _json(
+    body: dict[str, Any], status: int, headers: dict[str, str] | None = None
+) -> flask.Response:
+    return flask.Response(
+        json.dumps(body, ensure_ascii=False),
+        status=status,
+        headers=headers or {},
+        mimetype="application/json",
+    )
+
+
+def _error(error: SendError) -> flask.Response:
+    headers = {}
+    if isinstance(error, TransientError):
+        headers["Retry-After"] = str(error.retry_after_s)
+    return _json(error.response_body(), error.http_status, headers)
+
+
+def _read_json(request: flask.Request, max_bytes: int) -> Any:
+    """The body as JSON, enforcing size and content type before parsing anything."""
+    declared = request.content_length
+    if declared is not None and declared > max_bytes:
+        raise MessageTooLarge.one("body", f"the request body exceeds {max_bytes} bytes")
+    if request.mimetype != "application/json":
+        raise _UnsupportedMediaType
+    # Read at most one byte past the limit: a chunked body without Content-Length is bounded too.
+    raw = request.stream.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise MessageTooLarge.one("body", f"the request body exceeds {max_bytes} bytes")
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise InvalidRequest.one("body", "is not UTF-8") from None
+    except ValueError as exc:
+        raise InvalidRequest.one(
+            "body",
+            f"is not valid JSON (line {exc.lineno}, column {exc.colno})"
+            if isinstance(exc, json.JSONDecodeError)
+            else "is not valid JSON",
+        ) from None
+
+
+class _UnsupportedMediaType(Exception):
+    pass
+
+
+def _idempotency_key(request: flask.Request, body_key: str | None) -> str | None:
+    header_key = request.headers.get(IDEMPOTENCY_HEADER)
+    if header_key is not None:
+        header_key = header_key.strip()
+        if not header_key or len(header_key) > 256 or not header_key.isprintable():
+            raise InvalidRequest.one(IDEMPOTENCY_HEADER, "must be 1 to 256 printable characters")
+    if header_key and body_key and header_key != body_key:
+        raise InvalidRequest.one("idempotency_key", f"differs from the {IDEMPOTENCY_HEADER} header")
+    return body_key or header_key
+
+
+def _success(result: SendResult) -> flask.Response:
+    return _json(
+        {
+            "status": result.status,
+            "message_id": result.message_id,
+            "accepted": result.accepted,
+            "refused": result.refused_json(),
+        },
+        200,
+    )
+
+
+def handle(request: flask.Request) -> flask.Response:
+    logs.clear()
+    if request.method != "POST":
+        return _json({"error": "method_not_allowed"}, 405, {"Allow": "POST"})
+    try:
+        settings = Settings.from_env()
+        logs.bind(
+            **logs.trace_field(
+                request.headers.get("X-Cloud-Trace-Context"), settings.google_cloud_project
+            )
+        )
+        try:
+            document = _read_json(request, settings.max_message_bytes)
+        except _UnsupportedMediaType:
+            return _json(
+                {
+                    "error": "unsupported_media_type",
+                    "detail": "send the message as Content-Type: application/json",
+                },
+                415,
+            )
+        email_request = parse_request(document)
+        key = _idempotency_key(request, email_request.idempotency_key)
+        result = send_email(email_request, settings, idempotency_key=key)
+    except InvalidRequest as error:
+        logs.invalid_request(error.log_fields(), via=VIA)
+        return _error(error)
+    except SendError as error:
+        severity = "WARNING" if isinstance(error, TransientError) else "ERROR"
+        logs.send_failed(error.log_fields(), severity=severity, via=VIA)
+        return _error(error)
+    except Exception as exc:  # noqa: BLE001 - a bug must still answer JSON, without details
+        logs.internal_error(exc, via=VIA)
+        return _json({"error": "internal"}, 500)
+    logs.sent(
+        message_id=result.message_id,
+        accepted=result.accepted,
+        refused=result.refused_json(),
+        via=VIA,
+    )
+    return _success(result)

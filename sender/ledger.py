@@ -1,0 +1,408 @@
+"""The idempotency ledger: at most one email per key under at-least-once delivery.
+
+Pub/Sub redelivers, HTTP callers retry, and two instances may receive the same event at the same
+moment. Before sending, the function *claims* the key; the ledger answers with exactly one of:
+
+- `Claimed`: this caller may send. `Claim.owed` says to whom: `None` on a first attempt (everyone),
+  or the recipients a previous attempt still owes (it was accepted for some and got a 4xx for
+  others). A claim holds a *lease*: if its holder crashes, the lease runs out and the next delivery
+  takes the claim over.
+- `Duplicate`: the key was completed before; the stored Message-ID, accepted and refused are
+  returned and nothing is sent.
+- `Busy`: another sender holds an unexpired lease right now; try again later.
+
+After the attempt the holder either `complete`s (every recipient accepted or refused for good),
+`record_progress`es (some recipients still owed after a 4xx: the lease is dropped so a redelivery
+can claim at once and send to those only), or `release`s (a failure that sent nothing).
+
+Records carry `expire_at` (a Firestore TTL policy deletes them; both stores also ignore expired
+records on read, since TTL deletion runs late). The state machine lives in the pure functions
+`decide_claim` and `merge_outcome`; a store only has to apply them atomically.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from sender.config import Settings
+from sender.outcome import ConfigurationError, Refusal, TransientError
+
+DEFAULT_TTL_S = 7 * 86_400.0
+# A lease must outlive the longest send that can still be in flight, or a slow but alive sender
+# is taken over and both send. The send deadline bounds an SMTP session; the margin covers the
+# Secret Manager read and the ledger round-trips around it.
+LEASE_MARGIN_S = 15.0
+DEFAULT_MEMORY_MAX_ENTRIES = 10_000
+
+Clock = Callable[[], float]
+
+
+class LedgerUnavailableError(TransientError):
+    """The shared ledger could not be reached; nothing was sent, so the caller may retry."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One key's record, as stored. Times are seconds since the epoch."""
+
+    key: str
+    owner: str | None  # token of the current claim holder; None when nobody holds it
+    lease_until: float | None
+    done: bool
+    message_id: str | None = None
+    accepted: tuple[str, ...] = ()
+    refused: Mapping[str, Refusal] = field(default_factory=dict)  # final (5xx) refusals
+    owed: tuple[str, ...] | None = None  # None: no attempt reached the server yet
+    attempts: int = 0
+    expire_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Permission to send for `key`, held until `lease_until`."""
+
+    key: str
+    token: str
+    lease_until: float
+    owed: tuple[str, ...] | None  # None: send to every recipient; else only these
+    accepted: tuple[str, ...]  # accepted by earlier attempts (for the final report)
+    refused: Mapping[str, Refusal]  # refused for good by earlier attempts
+    taken_over: bool  # a previous holder's lease had expired (it probably crashed)
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    claim: Claim
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    entry: Entry
+
+
+@dataclass(frozen=True, slots=True)
+class Busy:
+    retry_after_s: float  # until the holder's lease runs out
+
+
+ClaimResult = Claimed | Duplicate | Busy
+
+
+class Ledger(Protocol):
+    """What the send path needs from a store. Every method is atomic per key."""
+
+    def claim(self, key: str) -> ClaimResult: ...
+
+    def lookup(self, key: str) -> Entry | None:
+        """The unexpired record for `key`, or None."""
+        ...
+
+    def record_progress(
+        self,
+        claim: Claim,
+        *,
+        message_id: str,
+        accepted: Sequence[str],
+        refused: Mapping[str, Refusal],
+        owed: Sequence[str],
+    ) -> Entry:
+        """After a partial send: `accepted` and `refused` (final) by this attempt, `owed` (4xx)."""
+        ...
+
+    def complete(
+        self,
+        claim: Claim,
+        *,
+        message_id: str,
+        accepted: Sequence[str],
+        refused: Mapping[str, Refusal],
+    ) -> Entry:
+        """Nothing more is owed. Returns the record with every attempt's results merged."""
+        ...
+
+    def release(self, claim: Claim) -> None:
+        """Give the claim up after a failure that sent nothing, so a retry can claim at once."""
+        ...
+
+
+# --- the state machine (pure, shared by every store) ---------------------------------------
+
+
+def new_token() -> str:
+    return uuid.uuid4().hex
+
+
+def _claim_of(entry: Entry, *, key: str, token: str, taken_over: bool) -> Claim:
+    return Claim(
+        key=key,
+        token=token,
+        lease_until=entry.lease_until or 0.0,
+        owed=entry.owed,
+        accepted=entry.accepted,
+        refused=dict(entry.refused),
+        taken_over=taken_over,
+        attempt=entry.attempts,
+    )
+
+
+def decide_claim(
+    entry: Entry | None, *, key: str, token: str, now: float, lease_s: float, ttl_s: float
+) -> tuple[ClaimResult, Entry | None]:
+    """The answer to a claim on `entry`'s current state, and the entry to write (None: no write)."""
+    if entry is not None and entry.expire_at <= now:
+        entry = None  # TTL deletion lags; an expired record counts as absent
+    if entry is not None and entry.done:
+        return Duplicate(entry), None
+    if entry is not None and entry.owner == token:
+        # Our own claim, met again when a create that succeeded is retried after a lost reply.
+        return Claimed(_claim_of(entry, key=key, token=token, taken_over=False)), None
+    if entry is not None and entry.owner is not None and (entry.lease_until or 0.0) > now:
+        return Busy(retry_after_s=(entry.lease_until or now) - now), None
+    base = entry or Entry(key=key, owner=None, lease_until=None, done=False)
+    written = replace(
+        base,
+        owner=token,
+        lease_until=now + lease_s,
+        attempts=base.attempts + 1,
+        expire_at=now + ttl_s,
+    )
+    claim = _claim_of(written, key=key, token=token, taken_over=base.owner is not None)
+    return Claimed(claim), written
+
+
+def merge_outcome(
+    entry: Entry | None,
+    claim: Claim,
+    *,
+    now: float,
+    ttl_s: float,
+    message_id: str,
+    accepted: Sequence[str],
+    refused: Mapping[str, Refusal],
+    owed: Sequence[str],
+) -> Entry:
+    """Fold one attempt's result into the stored record.
+
+    Written even when the claim was lost meanwhile: mail that went out is a fact, and forgetting it
+    would let the next delivery send it again. Accepted recipients are never owed again.
+    """
+    base = entry if entry is not None and entry.expire_at > now else None
+    base = base or Entry(key=claim.key, owner=None, lease_until=None, done=False, attempts=1)
+    all_accepted = base.accepted + tuple(
+        a for a in dict.fromkeys(accepted) if a not in base.accepted
+    )
+    all_refused = {**base.refused, **refused}
+    for address in all_accepted:
+        all_refused.pop(address, None)
+    still_owed = tuple(
+        r for r in dict.fromkeys(owed) if r not in all_accepted and r not in all_refused
+    )
+    done = not still_owed
+    # Drop the lease if it is ours (or nobody's); a newer holder keeps its own.
+    ours = base.owner in {claim.token, None}
+    return replace(
+        base,
+        owner=None if done or ours else base.owner,
+        lease_until=None if done or ours else base.lease_until,
+        done=done,
+        message_id=base.message_id or message_id,
+        accepted=all_accepted,
+        refused=all_refused,
+        owed=() if done else still_owed,
+        expire_at=now + ttl_s,
+    )
+
+
+def holds(entry: Entry | None, claim: Claim) -> bool:
+    """Whether `claim` is still the record's current holder (nobody took it over)."""
+    return entry is not None and entry.owner == claim.token
+
+
+def released(entry: Entry) -> Entry | None:
+    """What `release` leaves behind for a held record: None deletes it."""
+    if entry.owed is None:
+        return None  # nothing was ever sent for this key: forget it entirely
+    return replace(entry, owner=None, lease_until=None)  # keep the progress, drop the lease
+
+
+# --- configuration ----------------------------------------------------------------------------
+
+
+def _positive(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigurationError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerConfig:
+    """Which store, and how long records and leases live."""
+
+    store: str = "memory"
+    collection: str = "smtp_sender_idempotency"
+    project: str | None = None
+    ttl_s: float = DEFAULT_TTL_S
+    lease_s: float = 65.0
+    memory_max_entries: int = DEFAULT_MEMORY_MAX_ENTRIES
+
+    @classmethod
+    def from_settings(cls, settings: Settings, env: Mapping[str, str]) -> LedgerConfig:
+        """`IDEMPOTENCY_TTL_S`, `IDEMPOTENCY_LEASE_S`, `IDEMPOTENCY_MEMORY_MAX_ENTRIES` from env."""
+        return cls(
+            store=settings.idempotency_store,
+            collection=settings.idempotency_collection,
+            project=settings.google_cloud_project,
+            ttl_s=_positive(env, "IDEMPOTENCY_TTL_S", DEFAULT_TTL_S),
+            lease_s=_positive(
+                env, "IDEMPOTENCY_LEASE_S", settings.send_deadline_s + LEASE_MARGIN_S
+            ),
+            memory_max_entries=int(
+                _positive(env, "IDEMPOTENCY_MEMORY_MAX_ENTRIES", DEFAULT_MEMORY_MAX_ENTRIES)
+            ),
+        )
+
+
+def build_ledger(config: LedgerConfig, *, clock: Clock = time.time) -> Ledger:
+    if config.store == "firestore":
+        # Imported here so google-cloud-firestore is loaded only by deployments that use it.
+        from sender.ledger_firestore import FirestoreLedger  # noqa: PLC0415
+
+        return FirestoreLedger(
+            collection=config.collection,
+            project=config.project,
+            lease_s=config.lease_s,
+            ttl_s=config.ttl_s,
+            clock=clock,
+        )
+    return MemoryLedger(
+        max_entries=config.memory_max_entries,
+        lease_s=config.lease_s,
+        ttl_s=config.ttl_s,
+        clock=clock,
+    )
+
+
+# --- the in-memory store ------------------------------------------------------------------
+
+
+class MemoryLedger:
+    """Per instance: catches redeliveries that land on the same warm instance, nothing more.
+
+    Bounded: at most `max_entries` records, least recently used evicted first, expired ones
+    ignored and dropped when met. One lock makes each operation atomic across worker threads.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_entries: int = DEFAULT_MEMORY_MAX_ENTRIES,
+        lease_s: float,
+        ttl_s: float = DEFAULT_TTL_S,
+        clock: Clock = time.time,
+    ) -> None:
+        self._entries: OrderedDict[str, Entry] = OrderedDict()
+        self._lock = threading.Lock()
+        self._max_entries = max_entries
+        self._lease_s = lease_s
+        self._ttl_s = ttl_s
+        self._clock = clock
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    def _get(self, key: str, now: float) -> Entry | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry.expire_at <= now:
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return entry
+
+    def _put(self, entry: Entry) -> None:
+        self._entries[entry.key] = entry
+        self._entries.move_to_end(entry.key)
+        while len(self._entries) > self._max_entries:
+            self._entries.popitem(last=False)
+
+    def claim(self, key: str) -> ClaimResult:
+        with self._lock:
+            now = self._clock()
+            result, written = decide_claim(
+                self._get(key, now),
+                key=key,
+                token=new_token(),
+                now=now,
+                lease_s=self._lease_s,
+                ttl_s=self._ttl_s,
+            )
+            if written is not None:
+                self._put(written)
+            return result
+
+    def lookup(self, key: str) -> Entry | None:
+        with self._lock:
+            return self._get(key, self._clock())
+
+    def record_progress(
+        self,
+        claim: Claim,
+        *,
+        message_id: str,
+        accepted: Sequence[str],
+        refused: Mapping[str, Refusal],
+        owed: Sequence[str],
+    ) -> Entry:
+        with self._lock:
+            now = self._clock()
+            entry = merge_outcome(
+                self._get(claim.key, now),
+                claim,
+                now=now,
+                ttl_s=self._ttl_s,
+                message_id=message_id,
+                accepted=accepted,
+                refused=refused,
+                owed=owed,
+            )
+            self._put(entry)
+            return entry
+
+    def complete(
+        self,
+        claim: Claim,
+        *,
+        message_id: str,
+        accepted: Sequence[str],
+        refused: Mapping[str, Refusal],
+    ) -> Entry:
+        return self.record_progress(
+            claim, message_id=message_id, accepted=accepted, refused=refused, owed=()
+        )
+
+    def release(self, claim: Claim) -> None:
+        with self._lock:
+            entry = self._get(claim.key, self._clock())
+            if entry is None or not holds(entry, claim):
+                return  # someone took over meanwhile: their claim is not ours to drop
+            remaining = released(entry)
+            if remaining is None:
+                del self._entries[claim.key]
+            else:
+                self._put(remaining)

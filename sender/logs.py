@@ -1,0 +1,96 @@
+"""Structured log lines for Cloud Logging, and every log message the function writes.
+
+Cloud Run forwards stdout to Cloud Logging and parses one JSON object per line: `severity` and
+`message` become the entry's severity and summary, `logging.googleapis.com/trace` links the entry to
+the request's trace. Keeping every message in this module makes it easy to audit what is logged:
+addresses, ids, counts, SMTP reply codes and reasons — never a password, a token or a body.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from collections.abc import Mapping
+from contextvars import ContextVar
+from typing import Any
+
+# Fields every line of the current invocation carries (event id, trace); set by the triggers.
+_context: ContextVar[Mapping[str, Any] | None] = ContextVar("log_context", default=None)
+_write_lock = threading.Lock()
+
+
+def bind(**fields: Any) -> None:
+    """Attach fields (e.g. `event_id`, trace) to every line written during this invocation."""
+    current = dict(_context.get() or {})
+    current.update({k: v for k, v in fields.items() if v is not None})
+    _context.set(current)
+
+
+def clear() -> None:
+    _context.set(None)
+
+
+def trace_field(header: str | None, project: str | None) -> dict[str, str]:
+    """`X-Cloud-Trace-Context: TRACE/SPAN;o=1` -> the field Cloud Logging links to the trace."""
+    if not header:
+        return {}
+    trace_id = header.split("/", 1)[0].strip()
+    if not trace_id or not trace_id.isalnum():
+        return {}
+    value = f"projects/{project}/traces/{trace_id}" if project else trace_id
+    return {"logging.googleapis.com/trace": value}
+
+
+def write(severity: str, message: str, **fields: Any) -> None:
+    entry: dict[str, Any] = {"severity": severity, "message": message}
+    entry.update(_context.get() or {})
+    entry.update({k: v for k, v in fields.items() if v is not None})
+    line = json.dumps(entry, ensure_ascii=False, default=str)
+    with _write_lock:  # threaded workers must not interleave half lines
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+
+# --- the messages ---------------------------------------------------------------------------
+
+
+def sent(*, message_id: str, accepted: list[str], refused: Mapping[str, Any], via: str) -> None:
+    write(
+        "WARNING" if refused else "INFO",
+        "email partially sent" if refused else "email sent",
+        message_id=message_id,
+        accepted_count=len(accepted),
+        accepted=accepted,
+        refused=dict(refused),
+        trigger=via,
+    )
+
+
+def send_failed(fields: Mapping[str, Any], *, severity: str, via: str) -> None:
+    write(severity, "email not sent", trigger=via, **fields)
+
+
+def invalid_request(fields: Mapping[str, Any], *, via: str) -> None:
+    write("ERROR" if via == "pubsub" else "WARNING", "invalid email request", trigger=via, **fields)
+
+
+def auth_failed_rereading_secret() -> None:
+    write("WARNING", "SMTP authentication failed; re-reading the secret once")
+
+
+def auth_failed_secret_unchanged() -> None:
+    write("ERROR", "SMTP authentication failed and the secret has not changed; not retrying")
+
+
+def secret_read(*, source: str, version: str | None) -> None:
+    write("DEBUG", "SMTP profile loaded", source=source, secret_version=version)
+
+
+def event_undecodable(reason: str) -> None:
+    write("ERROR", "Pub/Sub event could not be decoded; dropped", reason=reason)
+
+
+def internal_error(exc: BaseException, *, via: str) -> None:
+    # Only the type: an arbitrary exception's text could quote a message body or a secret.
+    write("ERROR", "internal error", error_type=type(exc).__name__, trigger=via)

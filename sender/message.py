@@ -1,0 +1,243 @@
+"""The email request: validation of the JSON a caller sends (HTTP body or Pub/Sub data).
+
+`parse_request` turns untrusted JSON into an `EmailRequest` or raises `InvalidRequest` whose
+details name each bad field the way a caller wrote it (`to[1]`, `attachments[0].content`).
+Only checks that need no configuration live here; limits and allow-lists are in `policy.py`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from sender.addresses import AddressError, Mailbox, has_control_characters, parse_mailbox
+from sender.outcome import FieldProblem, InvalidRequest
+
+# Headers the function writes itself, or that would change who receives the message or how it
+# is parsed. A caller setting them could forge a sender, add hidden recipients or break MIME.
+STRUCTURAL_HEADERS = frozenset(
+    {
+        "from", "to", "cc", "bcc", "subject", "date", "message-id", "reply-to", "sender",
+        "mime-version", "received", "return-path", "delivered-to", "auto-submitted",
+        "dkim-signature", "arc-seal", "arc-message-signature", "arc-authentication-results",
+        "authentication-results", "x-original-to", "content-transfer-encoding",
+    }
+)  # fmt: skip
+_STRUCTURAL_PREFIXES = ("content-", "resent-", "list-id")
+_HEADER_NAME = re.compile(r"^[!-9;-~]{1,76}$")  # RFC 5322 ftext, bounded to fit a line
+_TEMPLATE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+MAX_SUBJECT_CHARS = 998
+MAX_IDEMPOTENCY_KEY_CHARS = 256
+
+
+def _one_or_many(value: Any) -> Any:
+    """`"a@b"` -> `["a@b"]`; lists pass through; anything else fails the list check below."""
+    return [value] if isinstance(value, str) else value
+
+
+def _mailbox(value: Any) -> Mailbox:
+    if not isinstance(value, str):
+        raise PydanticCustomError("address_type", "must be a string address")
+    try:
+        return parse_mailbox(value)
+    except AddressError as exc:
+        raise PydanticCustomError(
+            "address", "not a valid address: {why}", {"why": str(exc)}
+        ) from None
+
+
+MailboxField = Annotated[Mailbox, BeforeValidator(_mailbox)]
+MailboxList = Annotated[list[MailboxField], BeforeValidator(_one_or_many)]
+
+
+def _single_line(value: str, what: str) -> str:
+    if has_control_characters(value):
+        raise PydanticCustomError(
+            "header_injection",
+            "{what} must not contain line breaks or control characters",
+            {"what": what},
+        )
+    return value
+
+
+def _header_name(name: str) -> str:
+    if not _HEADER_NAME.match(name):
+        raise PydanticCustomError("header_name", "is not a valid header name")
+    lowered = name.lower()
+    if lowered in STRUCTURAL_HEADERS or lowered.startswith(_STRUCTURAL_PREFIXES):
+        raise PydanticCustomError(
+            "header_structural",
+            "{name} is set by the function and cannot be overridden",
+            {"name": name},
+        )
+    return name
+
+
+HeaderName = Annotated[str, AfterValidator(_header_name)]
+HeaderValue = Annotated[str, AfterValidator(lambda value: _single_line(value, "a header value"))]
+
+
+class Attachment(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    filename: Annotated[str, Field(min_length=1, max_length=255)]
+    content: bytes
+    content_type: str | None = None
+
+    @field_validator("filename")
+    @classmethod
+    def _filename(cls, value: str) -> str:
+        _single_line(value, "a filename")
+        if "/" in value or "\\" in value:
+            raise PydanticCustomError("filename", "must be a file name, not a path")
+        return value
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _decode(cls, value: Any) -> bytes:
+        if not isinstance(value, str):
+            raise PydanticCustomError("base64_type", "must be a base64 string")
+        try:
+            return base64.b64decode("".join(value.split()), validate=True)
+        except (binascii.Error, ValueError):
+            raise PydanticCustomError("base64", "is not valid base64") from None
+
+    @field_validator("content_type")
+    @classmethod
+    def _content_type(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        main, sep, sub = value.strip().lower().partition("/")
+        if (
+            not sep
+            or not re.fullmatch(r"[a-z0-9][a-z0-9!#$&^_.+-]*", main)
+            or not re.fullmatch(r"[a-z0-9][a-z0-9!#$&^_.+-]*", sub)
+        ):
+            raise PydanticCustomError("content_type", "must look like type/subtype")
+        return f"{main}/{sub}"
+
+
+class EmailRequest(BaseModel):
+    """One email, as the caller asked for it (before templates, policy and MIME)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+    to: Annotated[MailboxList, Field(min_length=1)]
+    cc: MailboxList = Field(default_factory=list)
+    bcc: MailboxList = Field(default_factory=list)
+    sender: MailboxField | None = Field(default=None, alias="from")
+    reply_to: MailboxList = Field(default_factory=list)
+    subject: Annotated[str, Field(max_length=MAX_SUBJECT_CHARS)] | None = None
+    text: str | None = None
+    html: str | None = None
+    template: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+    headers: dict[HeaderName, HeaderValue] = Field(default_factory=dict)
+    attachments: list[Attachment] = Field(default_factory=list)
+    idempotency_key: (
+        Annotated[str, Field(min_length=1, max_length=MAX_IDEMPOTENCY_KEY_CHARS)] | None
+    ) = None
+
+    @field_validator("subject")
+    @classmethod
+    def _subject(cls, value: str | None) -> str | None:
+        return None if value is None else _single_line(value, "the subject")
+
+    @field_validator("template")
+    @classmethod
+    def _template(cls, value: str | None) -> str | None:
+        if value is not None and not _TEMPLATE_NAME.match(value):
+            raise PydanticCustomError(
+                "template_name", "must be a template name (lower-case letters, digits, - and _)"
+            )
+        return value
+
+    @field_validator("idempotency_key")
+    @classmethod
+    def _key(cls, value: str | None) -> str | None:
+        return None if value is None else _single_line(value, "the idempotency key")
+
+    @model_validator(mode="after")
+    def _has_content(self) -> EmailRequest:
+        if self.text is None and self.html is None and self.template is None:
+            raise PydanticCustomError("body", "one of text, html or template is required")
+        if self.subject is None and self.template is None:
+            raise PydanticCustomError("subject", "subject is required unless a template sets it")
+        return self
+
+    def recipients(self) -> list[Mailbox]:
+        """Every envelope recipient (to, cc, bcc), each address once, in order."""
+        seen: set[str] = set()
+        unique: list[Mailbox] = []
+        for mailbox in [*self.to, *self.cc, *self.bcc]:
+            key = mailbox.addr_spec.lower()
+            if key not in seen:
+                seen.add(key)
+                unique.append(mailbox)
+        return unique
+
+
+def _field_path(loc: tuple[int | str, ...], model_level_problem: str) -> str:
+    """pydantic's `("to", 1)` -> `to[1]`; `("attachments", 0, "content")` -> its dotted path.
+
+    A model-level problem has no location; it is named after the field it is about."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part == "[key]":  # pydantic's marker for a dict key
+            continue
+        else:
+            path += f".{part}" if path else str(part)
+    if path == "from" or path.startswith("from."):
+        return "from"
+    if not path:
+        # A model-level check: name the field it is about.
+        return "subject" if model_level_problem.startswith("subject") else "text"
+    return path
+
+
+def _problem(error: Any) -> str:
+    kind = error["type"]
+    if kind == "missing":
+        return "is required"
+    if kind == "too_short":
+        return "must not be empty"
+    if kind == "extra_forbidden":
+        return "is not a known field"
+    if kind in {"string_type", "list_type", "dict_type", "bytes_type"}:
+        return {
+            "string_type": "must be a string",
+            "list_type": "must be a list",
+            "dict_type": "must be an object",
+            "bytes_type": "must be a string",
+        }[kind]
+    return str(error["msg"])
+
+
+def parse_request(data: Any) -> EmailRequest:
+    """Validate decoded JSON into an `EmailRequest`, or raise `InvalidRequest` naming each field."""
+    if not isinstance(data, dict):
+        raise InvalidRequest.one("body", "must be a JSON object")
+    try:
+        return EmailRequest.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_url=False, include_input=False):
+            problem = _problem(error)
+            problems.append(FieldProblem(_field_path(tuple(error["loc"]), problem), problem))
+        raise InvalidRequest(problems) from None

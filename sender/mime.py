@@ -1,0 +1,132 @@
+"""Build the RFC 5322 / MIME message from a validated request (stdlib `email`).
+
+Unicode is carried the portable way: RFC 2047 encoded words for subjects and display names, RFC
+2231 for attachment names, IDNA for domains, and quoted-printable or base64 bodies, so the message
+is 7-bit clean and any server accepts it, with or without 8BITMIME/SMTPUTF8.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email import policy
+from email.message import EmailMessage
+from email.utils import format_datetime
+
+from sender.addresses import Mailbox
+from sender.message import Attachment, EmailRequest
+from sender.outcome import MessageTooLarge
+from sender.transport import Envelope
+
+# Header lines folded at 78 with CRLF endings: what SMTP DATA expects.
+_POLICY = policy.SMTP
+
+
+@dataclass(frozen=True, slots=True)
+class Content:
+    """The final subject and bodies, after templates."""
+
+    subject: str
+    text: str | None
+    html: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltMessage:
+    message_id: str
+    envelope: Envelope
+    data: bytes  # the exact bytes given to DATA
+
+
+def make_message_id(domain: str, idempotency_key: str | None) -> str:
+    """A Message-ID on the sender's domain; deterministic when there is an idempotency key.
+
+    The same key always yields the same id, so if a crash ever lets a duplicate through, receiving
+    systems that collapse on Message-ID (Gmail, most ticketing systems) still show one message.
+    """
+    if idempotency_key is not None:
+        token = hashlib.sha256(idempotency_key.encode("utf-8")).hexdigest()[:40]
+    else:
+        token = uuid.uuid4().hex
+    return f"<{token}@{domain}>"
+
+
+def _transfer_encoding(text: str) -> str:
+    """quoted-printable for mostly-ASCII text (readable), base64 for mostly non-ASCII (compact)."""
+    if text.isascii() and all(len(line) <= 998 for line in text.splitlines()):
+        return "7bit"
+    non_ascii = sum(1 for char in text if ord(char) > 127)
+    return "base64" if non_ascii > len(text) // 3 else "quoted-printable"
+
+
+def _normalise_newlines(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _attachment_type(attachment: Attachment) -> tuple[str, str]:
+    content_type = attachment.content_type
+    if content_type is None:
+        content_type, _ = mimetypes.guess_type(attachment.filename, strict=False)
+    maintype, _, subtype = (content_type or "application/octet-stream").partition("/")
+    return maintype, subtype
+
+
+def _set_body(message: EmailMessage, content: Content) -> None:
+    text = _normalise_newlines(content.text) if content.text is not None else None
+    html = _normalise_newlines(content.html) if content.html is not None else None
+    if text is not None:
+        message.set_content(text, subtype="plain", charset="utf-8", cte=_transfer_encoding(text))
+        if html is not None:
+            message.add_alternative(
+                html, subtype="html", charset="utf-8", cte=_transfer_encoding(html)
+            )
+    elif html is not None:
+        message.set_content(html, subtype="html", charset="utf-8", cte=_transfer_encoding(html))
+
+
+def build_message(
+    request: EmailRequest,
+    content: Content,
+    sender: Mailbox,
+    *,
+    idempotency_key: str | None,
+    max_bytes: int,
+    recipients: list[Mailbox] | None = None,
+    now: datetime | None = None,
+) -> BuiltMessage:
+    """The message bytes and envelope. `recipients` narrows the envelope (a redelivery that owes
+    only some recipients); headers always show the original To and Cc."""
+    message = EmailMessage(policy=_POLICY)
+    message["From"] = sender.header_address()
+    message["To"] = [m.header_address() for m in request.to]
+    if request.cc:
+        message["Cc"] = [m.header_address() for m in request.cc]
+    if request.reply_to:
+        message["Reply-To"] = [m.header_address() for m in request.reply_to]
+    message["Subject"] = content.subject
+    message["Date"] = format_datetime(now or datetime.now(UTC))
+    message_id = make_message_id(sender.domain, idempotency_key)
+    message["Message-ID"] = message_id
+    # RFC 3834: tells auto-responders (vacation replies, ticket systems) not to answer an alert.
+    message["Auto-Submitted"] = "auto-generated"
+    for name, value in request.headers.items():
+        message[name] = value
+
+    _set_body(message, content)
+    for attachment in request.attachments:
+        maintype, subtype = _attachment_type(attachment)
+        message.add_attachment(
+            attachment.content, maintype=maintype, subtype=subtype, filename=attachment.filename
+        )
+
+    data = message.as_bytes(policy=_POLICY)
+    if len(data) > max_bytes:
+        raise MessageTooLarge.one(
+            "body", f"the built message is {len(data)} bytes; the limit is {max_bytes}"
+        )
+    envelope_recipients = recipients if recipients is not None else request.recipients()
+    envelope = Envelope(sender.addr_spec, [m.addr_spec for m in envelope_recipients])
+    return BuiltMessage(message_id=message_id, envelope=envelope, data=data)

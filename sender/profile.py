@@ -1,0 +1,146 @@
+"""The SMTP profile: where and how to send, parsed from the secret's payload.
+
+A payload that is a JSON object is a full profile. Anything else is a bare password (one trailing
+newline stripped, as `gcloud secrets versions add --data-file` of an `echo`ed file leaves one),
+with the rest of the profile taken from `SMTP_HOST`, `SMTP_PORT`, `SMTP_USERNAME`,
+`SMTP_SECURITY` and `SMTP_FROM`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sender.addresses import AddressError, Mailbox, has_control_characters, parse_mailbox
+from sender.outcome import ConfigurationError
+
+Security = Literal["ssl", "starttls", "none"]
+_SECURITIES: tuple[Security, ...] = ("ssl", "starttls", "none")
+_PROFILE_KEYS = {"host", "port", "security", "username", "password", "from"}
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in {"localhost", "localhost.localdomain"}:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpProfile:
+    host: str
+    port: int
+    security: Security
+    username: str | None = None
+    # Kept out of repr so that no traceback, debugger or log line ever shows it.
+    password: str | None = field(default=None, repr=False)
+    sender: Mailbox | None = None
+
+    def default_sender(self) -> Mailbox | None:
+        """The profile's `from`, else the username when it is an address."""
+        if self.sender is not None:
+            return self.sender
+        if self.username and "@" in self.username:
+            try:
+                return parse_mailbox(self.username)
+            except AddressError:
+                return None
+        return None
+
+
+def _default_security(port: int) -> Security:
+    return "ssl" if port == 465 else "starttls"
+
+
+def _build(values: Mapping[str, Any]) -> SmtpProfile:  # noqa: PLR0912 - one check per key
+    host = values.get("host")
+    if not isinstance(host, str) or not host.strip() or has_control_characters(host):
+        raise ConfigurationError("the SMTP profile has no valid host")
+    host = host.strip()
+
+    raw_port = values.get("port")
+    try:
+        port = int(raw_port) if raw_port not in (None, "") else None
+    except (TypeError, ValueError):
+        raise ConfigurationError("the SMTP profile's port is not a number") from None
+    raw_security = values.get("security")
+    if raw_security in (None, ""):
+        port = port or 465
+        security = _default_security(port)
+    elif raw_security in _SECURITIES:
+        security = raw_security
+        port = port or {"ssl": 465, "starttls": 587, "none": 25}[security]
+    else:
+        raise ConfigurationError("the SMTP profile's security must be ssl, starttls or none")
+    if isinstance(port, bool) or not 0 < port < 65536:
+        raise ConfigurationError("the SMTP profile's port is out of range")
+    if security == "none" and not is_loopback(host):
+        raise ConfigurationError(
+            "security 'none' is allowed only for a loopback host; use ssl or starttls"
+        )
+
+    username = values.get("username") or None
+    password = values.get("password")
+    if username is not None and (not isinstance(username, str) or has_control_characters(username)):
+        raise ConfigurationError("the SMTP profile's username is not a valid string")
+    if password is not None and not isinstance(password, str):
+        raise ConfigurationError("the SMTP profile's password is not a string")
+    if username and not password:
+        raise ConfigurationError("the SMTP profile has a username but no password")
+
+    sender = None
+    raw_from = values.get("from")
+    if raw_from not in (None, ""):
+        if not isinstance(raw_from, str):
+            raise ConfigurationError("the SMTP profile's from is not a string")
+        try:
+            sender = parse_mailbox(raw_from)
+        except AddressError as exc:
+            raise ConfigurationError(f"the SMTP profile's from address {exc}") from None
+    return SmtpProfile(host, port, security, username, password or None, sender)
+
+
+def parse_profile(payload: bytes, env: Mapping[str, str] | None = None) -> SmtpProfile:
+    """Parse a secret payload into a profile; raise `ConfigurationError` naming what is wrong.
+
+    The error text never includes the payload: a malformed secret may still hold a password.
+    """
+    env = os.environ if env is None else env
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigurationError("the SMTP secret is not valid UTF-8") from None
+    try:
+        document = json.loads(text)
+    except ValueError:
+        document = None
+    if isinstance(document, dict):
+        unknown = sorted(set(document) - _PROFILE_KEYS)
+        if unknown:
+            raise ConfigurationError(f"the SMTP profile has unknown keys: {', '.join(unknown)}")
+        return _build(document)
+    # A bare password: everything else comes from the environment.
+    password = text[:-1] if text.endswith("\n") else text
+    password = password[:-1] if password.endswith("\r") else password
+    if not password:
+        raise ConfigurationError("the SMTP secret is empty")
+    if not env.get("SMTP_USERNAME", "").strip():
+        raise ConfigurationError(
+            "the SMTP secret is a bare password, so SMTP_USERNAME (and SMTP_HOST) must be set"
+        )
+    return _build(
+        {
+            "host": env.get("SMTP_HOST", ""),
+            "port": env.get("SMTP_PORT", ""),
+            "security": env.get("SMTP_SECURITY", ""),
+            "username": env.get("SMTP_USERNAME", "").strip(),
+            "password": password,
+            "from": env.get("SMTP_FROM", ""),
+        }
+    )

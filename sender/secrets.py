@@ -1,0 +1,249 @@
+"""Where the SMTP profile comes from: Secret Manager (production) or a local file (dev, tests).
+
+The Secret Manager client is created lazily, once per instance, and reused while the instance is
+warm (creating one costs a channel and credential discovery). The parsed profile is cached for
+`SMTP_PROFILE_CACHE_TTL_S`; `ProfileStore.reread()` bypasses the cache after an authentication
+failure so that a rotated password is picked up without a redeploy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from sender import logs
+from sender.config import Settings
+from sender.outcome import ConfigurationError, TransientError
+from sender.profile import SmtpProfile, parse_profile
+
+# Secret Manager calls are bounded well inside the function's deadline: a few quick retries on
+# UNAVAILABLE, then the caller gets a 503 and Pub/Sub redelivers later.
+_RPC_TIMEOUT_S = 5.0
+_RETRY_DEADLINE_S = 12.0
+
+
+@dataclass(frozen=True, slots=True)
+class SecretPayload:
+    data: bytes
+    version: str | None  # the resolved version name, for logs; never the data
+
+    @property
+    def fingerprint(self) -> str:
+        """A digest to tell whether a re-read returned something new (kept in memory only)."""
+        return hashlib.sha256(self.data).hexdigest()
+
+
+class SecretSource(Protocol):
+    def read(self) -> SecretPayload: ...
+
+    @property
+    def label(self) -> str: ...
+
+
+class FileSecretSource:
+    """`SMTP_SECRET_FILE`: a profile JSON (or bare password) on local disk."""
+
+    def __init__(self, path: str) -> None:
+        self._path = Path(path)
+
+    @property
+    def label(self) -> str:
+        return f"file:{self._path}"
+
+    def read(self) -> SecretPayload:
+        try:
+            return SecretPayload(self._path.read_bytes(), None)
+        except FileNotFoundError:
+            raise ConfigurationError(f"SMTP_SECRET_FILE {self._path} does not exist") from None
+        except OSError as exc:
+            raise ConfigurationError(
+                f"SMTP_SECRET_FILE {self._path} cannot be read: {exc.strerror}"
+            ) from None
+
+
+def resolve_secret_version(name: str, project: str | None) -> str:
+    """`S`, `projects/P/secrets/S` or `projects/P/secrets/S/versions/V` -> a full version name."""
+    parts = name.strip().strip("/").split("/")
+    if len(parts) == 1 and parts[0]:
+        if not project:
+            raise ConfigurationError(
+                f"SMTP_SECRET {name!r} is a bare name, but GOOGLE_CLOUD_PROJECT is not set"
+            )
+        return f"projects/{project}/secrets/{parts[0]}/versions/latest"
+    if len(parts) == 4 and parts[0] == "projects" and parts[2] == "secrets" and all(parts):
+        return "/".join(parts) + "/versions/latest"
+    is_version = len(parts) == 6 and parts[0] == "projects" and parts[2] == "secrets"
+    if is_version and parts[4] == "versions" and all(parts):
+        return "/".join(parts)
+    raise ConfigurationError(
+        "SMTP_SECRET must be projects/P/secrets/S[/versions/V] or a bare secret name"
+    )
+
+
+_clients: dict[str | None, Any] = {}
+_clients_lock = threading.Lock()
+
+
+def _secret_manager_client(emulator_host: str | None) -> Any:
+    """One client per instance (per emulator host), created on first use."""
+    with _clients_lock:
+        client = _clients.get(emulator_host)
+        if client is None:
+            # Imported here so that a local run with SMTP_SECRET_FILE never loads gRPC at all.
+            from google.cloud import secretmanager  # noqa: PLC0415
+
+            if emulator_host:
+                import grpc  # noqa: PLC0415
+                from google.cloud.secretmanager_v1.services.secret_manager_service.transports import (  # noqa: PLC0415, E501
+                    SecretManagerServiceGrpcTransport,
+                )
+
+                channel = grpc.insecure_channel(emulator_host)
+                transport = SecretManagerServiceGrpcTransport(channel=channel)
+                client = secretmanager.SecretManagerServiceClient(transport=transport)
+            else:
+                client = secretmanager.SecretManagerServiceClient()
+            _clients[emulator_host] = client
+        return client
+
+
+def _classify_secret_manager_error(exc: Exception, version_name: str) -> Exception:
+    from google.api_core import exceptions as gexc  # noqa: PLC0415
+    from google.auth import exceptions as auth_exc  # noqa: PLC0415
+
+    if isinstance(exc, gexc.NotFound):
+        return ConfigurationError(f"secret version {version_name} was not found")
+    if isinstance(exc, gexc.PermissionDenied | gexc.Unauthenticated):
+        return ConfigurationError(
+            f"access to {version_name} was denied: grant the function's service account "
+            "roles/secretmanager.secretAccessor on the secret"
+        )
+    if isinstance(exc, gexc.FailedPrecondition):
+        return ConfigurationError(f"secret version {version_name} is disabled or destroyed")
+    if isinstance(exc, gexc.InvalidArgument):
+        return ConfigurationError(f"Secret Manager refused the name {version_name}")
+    if isinstance(exc, auth_exc.DefaultCredentialsError):
+        return ConfigurationError("no Google credentials are available to read the secret")
+    return TransientError(f"Secret Manager is unavailable ({type(exc).__name__})")
+
+
+class SecretManagerSource:
+    """`SMTP_SECRET` read through `google-cloud-secret-manager`."""
+
+    def __init__(self, version_name: str, emulator_host: str | None) -> None:
+        self._version_name = version_name
+        self._emulator_host = emulator_host
+
+    @property
+    def label(self) -> str:
+        return self._version_name
+
+    def read(self) -> SecretPayload:
+        import google_crc32c  # noqa: PLC0415
+        from google.api_core import exceptions as gexc  # noqa: PLC0415
+        from google.api_core import retry as gretry  # noqa: PLC0415
+
+        retry = gretry.Retry(
+            predicate=gretry.if_exception_type(
+                gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError,
+                gexc.Aborted, gexc.ResourceExhausted,
+            ),
+            initial=0.2, maximum=2.0, multiplier=2.0, timeout=_RETRY_DEADLINE_S,
+        )  # fmt: skip
+        try:
+            client = _secret_manager_client(self._emulator_host)
+            response = client.access_secret_version(
+                request={"name": self._version_name}, retry=retry, timeout=_RPC_TIMEOUT_S
+            )
+        except Exception as exc:  # noqa: BLE001 - every client error is classified once, here
+            raise _classify_secret_manager_error(exc, self._version_name) from None
+        data: bytes = response.payload.data
+        expected = response.payload.data_crc32c if "data_crc32c" in response.payload else None
+        if expected is not None and google_crc32c.value(data) != expected:
+            raise TransientError("the secret payload failed its CRC32C check; will retry")
+        return SecretPayload(data, response.name or None)
+
+
+def source_for(settings: Settings) -> SecretSource:
+    if settings.smtp_secret_file:
+        return FileSecretSource(settings.smtp_secret_file)
+    if not settings.smtp_secret:
+        raise ConfigurationError("set SMTP_SECRET (or SMTP_SECRET_FILE for local runs)")
+    version = resolve_secret_version(settings.smtp_secret, settings.google_cloud_project)
+    return SecretManagerSource(version, settings.secret_manager_emulator_host)
+
+
+class ProfileStore:
+    """The parsed profile of one source, cached for a TTL, with a cache-bypassing re-read."""
+
+    def __init__(
+        self,
+        source: SecretSource,
+        ttl_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._source = source
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._profile: SmtpProfile | None = None
+        self._fingerprint: str | None = None
+        self._loaded_at = 0.0
+
+    def get(self) -> SmtpProfile:
+        with self._lock:
+            fresh = self._profile is not None and self._clock() - self._loaded_at < self._ttl_s
+            if fresh and self._profile is not None:
+                return self._profile
+            profile, _ = self._load()
+            return profile
+
+    def reread(self) -> tuple[SmtpProfile, bool]:
+        """Read the secret again, bypassing the cache. Returns (profile, whether it changed)."""
+        with self._lock:
+            return self._load()
+
+    def _load(self) -> tuple[SmtpProfile, bool]:
+        payload = self._source.read()
+        profile = parse_profile(payload.data)
+        changed = payload.fingerprint != self._fingerprint
+        self._profile, self._fingerprint, self._loaded_at = (
+            profile,
+            payload.fingerprint,
+            self._clock(),
+        )
+        logs.secret_read(source=self._source.label, version=payload.version)
+        return profile, changed
+
+
+_stores: dict[tuple[str | float | None, ...], ProfileStore] = {}
+_stores_lock = threading.Lock()
+
+
+def profile_store(settings: Settings) -> ProfileStore:
+    """The warm instance's store for the configured source (one per source and TTL)."""
+    key = (
+        settings.smtp_secret_file,
+        settings.smtp_secret,
+        settings.google_cloud_project,
+        settings.secret_manager_emulator_host,
+        settings.profile_cache_ttl_s,
+    )
+    with _stores_lock:
+        store = _stores.get(key)
+        if store is None:
+            store = _stores[key] = ProfileStore(source_for(settings), settings.profile_cache_ttl_s)
+        return store
+
+
+def reset() -> None:
+    """Forget cached profiles and clients (tests; a new instance starts like this)."""
+    with _stores_lock:
+        _stores.clear()
+    with _clients_lock:
+        _clients.clear()

@@ -1,0 +1,71 @@
+"""Named templates: render subject, text and html from `template` + `data`.
+
+A template named `alert` is the files `alert/subject.txt`, `alert/text.txt` and `alert/html.html`
+(each optional, at least one present) in `TEMPLATES_DIR` (your own, looked up first) or in the
+package's `sender/templates/` (built-ins). Rendering is sandboxed (callers supply `data`; a
+template must not reach Python internals), html is autoescaped, and an undefined variable is a
+400 naming it rather than a silently empty alert.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment
+
+from sender.outcome import FieldProblem, InvalidRequest
+
+BUILTIN_DIR = Path(__file__).with_name("templates")
+_PARTS = {"subject": "subject.txt", "text": "text.txt", "html": "html.html"}
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    subject: str | None
+    text: str | None
+    html: str | None
+
+
+@functools.lru_cache(maxsize=8)
+def _environment(user_dir: str | None) -> SandboxedEnvironment:
+    search_path = [user_dir, str(BUILTIN_DIR)] if user_dir else [str(BUILTIN_DIR)]
+    return SandboxedEnvironment(
+        loader=jinja2.FileSystemLoader(search_path),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        auto_reload=False,  # templates ship with the deploy; no stat() per render
+    )
+
+
+def _render_part(env: SandboxedEnvironment, name: str, data: dict[str, Any]) -> str | None:
+    try:
+        template = env.get_template(name)
+    except jinja2.TemplateNotFound:
+        return None
+    try:
+        return template.render(**data)
+    except jinja2.UndefinedError as exc:
+        raise InvalidRequest.one("data", f"template variable missing: {exc.message}") from None
+    except jinja2.TemplateError as exc:
+        raise InvalidRequest.one("template", f"template failed to render: {exc.message}") from None
+
+
+def render(name: str, data: dict[str, Any], user_dir: str | None) -> Rendered:
+    env = _environment(user_dir)
+    parts = {key: _render_part(env, f"{name}/{file}", data) for key, file in _PARTS.items()}
+    if all(value is None for value in parts.values()):
+        raise InvalidRequest([FieldProblem("template", f"unknown template {name!r}")])
+    subject = parts["subject"]
+    # A subject is one header line, whatever the template's whitespace.
+    subject = " ".join(subject.split()) if subject is not None else None
+    return Rendered(subject=subject, text=parts["text"], html=parts["html"])
+
+
+def reset() -> None:
+    """Forget compiled templates (tests; a new instance starts like this)."""
+    _environment.cache_clear()
