@@ -10,6 +10,7 @@ SMTP reply texts are the server's, and our own messages name fields, hosts and r
 
 from __future__ import annotations
 
+import math
 import smtplib
 import socket
 import ssl
@@ -233,9 +234,12 @@ def classify(exc: BaseException) -> SendError:  # noqa: PLR0911, PLR0912 - a bra
             exc.smtp_code, "the SMTP server refused a command", _reply_text(exc.smtp_error)
         )
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return TlsError(f"certificate verification failed: {exc.verify_message}")
+        detail = getattr(exc, "verify_message", None) or "untrusted or mismatched certificate"
+        return TlsError(f"certificate verification failed: {detail}")
     if isinstance(exc, ssl.SSLError):
-        return TlsError(f"TLS handshake failed: {exc.reason or type(exc).__name__}")
+        return TlsError(
+            f"TLS handshake failed: {getattr(exc, 'reason', None) or type(exc).__name__}"
+        )
     if isinstance(exc, TimeoutError | socket.timeout):
         return TransientError("the SMTP server did not answer in time")
     if isinstance(exc, ConnectionRefusedError):
@@ -245,3 +249,23 @@ def classify(exc: BaseException) -> SendError:  # noqa: PLR0911, PLR0912 - a bra
     if isinstance(exc, OSError | smtplib.SMTPException):
         return TransientError(f"network error talking to the SMTP server: {type(exc).__name__}")
     raise exc
+
+
+# --- idempotency -------------------------------------------------------------------------------
+
+
+class LedgerUnavailableError(TransientError):
+    """The idempotency ledger could not be reached before sending; nothing was sent."""
+
+
+class ClaimBusyError(TransientError):
+    """Another delivery of the same key is sending right now (its lease has not run out).
+
+    Transient on purpose, for HTTP too (503 + Retry-After rather than 409): the other attempt may
+    still fail, and webhook senders (Alertmanager, Grafana, CI) retry 5xx but drop a 409, which
+    would lose the alert. After `wait_s` a retry gets `duplicate` or takes the claim over.
+    """
+
+    def __init__(self, wait_s: float) -> None:
+        super().__init__("a delivery with this idempotency key is in progress")
+        self.wait_s = max(1, math.ceil(wait_s))

@@ -1,0 +1,119 @@
+"""The built message, parsed back the way a receiving mail client would."""
+
+from __future__ import annotations
+
+import base64
+import email
+from email import policy
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+
+from sender.addresses import parse_mailbox
+from sender.message import parse_request
+from sender.mime import Content, build_message, make_message_id
+from sender.outcome import MessageTooLarge
+
+SENDER = parse_mailbox("경보 시스템 <alerts@example.com>")
+
+
+def build(data: dict[str, Any], **kwargs: Any) -> tuple[EmailMessage, Any]:
+    request = parse_request(data)
+    content = Content(request.subject or "", request.text, request.html)
+    built = build_message(
+        request, content, SENDER, idempotency_key=kwargs.pop("key", None), max_bytes=10**7, **kwargs
+    )
+    parsed = email.message_from_bytes(built.data, policy=policy.default)
+    assert isinstance(parsed, EmailMessage)
+    return parsed, built
+
+
+def test_headers_unicode_and_bcc_only_in_envelope() -> None:
+    parsed, built = build(
+        {
+            "to": "김철수 <kim@example.com>",
+            "cc": ["cc@example.com"],
+            "bcc": ["hidden@example.org"],
+            "reply_to": "oncall@example.com",
+            "subject": "디스크 사용량 91% — db-1",
+            "text": "본문입니다",
+            "headers": {"X-Ticket": "42"},
+        }
+    )
+    assert parsed["Subject"] == "디스크 사용량 91% — db-1"
+    assert parsed["From"] == "경보 시스템 <alerts@example.com>"
+    assert parsed["To"] == "김철수 <kim@example.com>"
+    assert parsed["Reply-To"] == "oncall@example.com"
+    assert parsed["Auto-Submitted"] == "auto-generated"
+    assert parsed["X-Ticket"] == "42"
+    assert parsed["Date"] is not None
+    assert parsed["Message-ID"].endswith("@example.com>")
+    assert "hidden" not in built.data.decode("ascii")
+    assert built.envelope.recipients == ["kim@example.com", "cc@example.com", "hidden@example.org"]
+    assert built.envelope.mail_from == "alerts@example.com"
+    # Text is carried in canonical CRLF form (RFC 2045); a mail client shows the same text.
+    assert parsed.get_content().replace("\r\n", "\n").rstrip("\n") == "본문입니다"
+
+
+def test_wire_format_is_seven_bit() -> None:
+    _, built = build(
+        {"to": "a@example.com", "subject": "한국어", "text": "한국어 본문", "html": "<p>é</p>"}
+    )
+    assert built.data.isascii()
+    assert b"\r\n" in built.data
+
+
+def test_text_html_and_binary_attachment() -> None:
+    blob = bytes(range(256)) * 4
+    parsed, _ = build(
+        {
+            "to": "a@example.com",
+            "subject": "report",
+            "text": "see attached",
+            "html": "<p>see attached</p>",
+            "attachments": [
+                {"filename": "보고서 2026.bin", "content": base64.b64encode(blob).decode()},
+                {"filename": "r.csv", "content": base64.b64encode(b"a,b\n1,2\n").decode()},
+            ],
+        }
+    )
+    assert parsed.get_content_type() == "multipart/mixed"
+    body = parsed.get_body(("html", "plain"))
+    assert body is not None
+    alternative = next(iter(parsed.iter_parts()))
+    assert alternative.get_content_type() == "multipart/alternative"
+    attachments = list(parsed.iter_attachments())
+    assert [a.get_filename() for a in attachments] == ["보고서 2026.bin", "r.csv"]
+    assert attachments[0].get_content() == blob
+    assert attachments[0].get_content_type() == "application/octet-stream"
+    assert attachments[1].get_content_type() == "text/csv"  # guessed from the name
+
+
+def test_html_only() -> None:
+    parsed, _ = build({"to": "a@example.com", "subject": "s", "html": "<b>hi</b>"})
+    assert parsed.get_content_type() == "text/html"
+
+
+def test_envelope_can_be_narrowed_to_recipients_still_owed() -> None:
+    data = {"to": ["a@example.com", "b@example.com"], "subject": "s", "text": "t"}
+    parsed, built = build(data, recipients=[parse_mailbox("b@example.com")])
+    assert built.envelope.recipients == ["b@example.com"]
+    assert parsed["To"] == "a@example.com, b@example.com"
+
+
+def test_message_id_is_deterministic_with_a_key() -> None:
+    assert make_message_id("example.com", "event-1") == make_message_id("example.com", "event-1")
+    assert make_message_id("example.com", "event-1") != make_message_id("example.com", "event-2")
+    assert make_message_id("example.com", None) != make_message_id("example.com", None)
+    _, first = build({"to": "a@example.com", "subject": "s", "text": "t"}, key="k")
+    _, second = build({"to": "a@example.com", "subject": "s", "text": "t"}, key="k")
+    assert first.message_id == second.message_id
+
+
+def test_built_message_over_the_limit() -> None:
+    request = parse_request({"to": "a@example.com", "subject": "s", "text": "x" * 5000})
+    with pytest.raises(MessageTooLarge):
+        build_message(
+            request, Content("s", "x" * 5000, None), SENDER, idempotency_key=None, max_bytes=2000
+        )
