@@ -1,0 +1,105 @@
+"""Webhook credentials: bearer token, X-Webhook-Token, or an HMAC of the body; rotation."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+import pytest
+
+from sender.secrets import SecretPayload
+from sender.webhook_auth import TokenStore, WebhookForbidden, WebhookUnauthorized, verify
+
+BODY = b'{"to": "ops@example.com"}'
+
+
+class FakeSource:
+    """Stands in for Secret Manager: counts reads, and can be rotated."""
+
+    def __init__(self, token: bytes) -> None:
+        self.token = token
+        self.reads = 0
+
+    @property
+    def label(self) -> str:
+        return "fake"
+
+    def read(self) -> SecretPayload:
+        self.reads += 1
+        return SecretPayload(self.token + b"\n", "1")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def signature(token: bytes, body: bytes) -> str:
+    return "sha256=" + hmac.new(token, body, hashlib.sha256).hexdigest()
+
+
+@pytest.fixture
+def source() -> FakeSource:
+    return FakeSource(b"s3cret-token")
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def store(source: FakeSource, clock: Clock) -> TokenStore:
+    return TokenStore(source, clock)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Authorization": "Bearer s3cret-token"},
+        {"X-Webhook-Token": "s3cret-token"},
+        {"X-Signature-256": signature(b"s3cret-token", BODY)},
+        {"X-Hub-Signature-256": signature(b"s3cret-token", BODY)},
+        # IAM's identity token in Authorization beside our own header: ours decides.
+        {"Authorization": "Bearer eyJhbGciOi.identity", "X-Webhook-Token": "s3cret-token"},
+    ],
+)
+def test_accepted(store: TokenStore, headers: dict[str, str]) -> None:
+    verify(store, headers, BODY)
+
+
+def test_missing_credential_is_401(store: TokenStore) -> None:
+    with pytest.raises(WebhookUnauthorized):
+        verify(store, {}, BODY)
+    with pytest.raises(WebhookUnauthorized):
+        verify(store, {"Authorization": "Basic abc"}, BODY)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Authorization": "Bearer wrong"},
+        {"X-Webhook-Token": "s3cret-token-but-longer"},
+        {"X-Signature-256": signature(b"s3cret-token", BODY + b" ")},  # body tampered with
+    ],
+)
+def test_wrong_credential_is_403(store: TokenStore, headers: dict[str, str]) -> None:
+    with pytest.raises(WebhookForbidden):
+        verify(store, headers, BODY)
+
+
+def test_rotated_token_is_picked_up_without_hammering_the_secret(
+    store: TokenStore, source: FakeSource, clock: Clock
+) -> None:
+    verify(store, {"X-Webhook-Token": "s3cret-token"}, BODY)
+    source.token = b"rotated-token"
+    clock.now += 60  # past the re-read interval, inside the cache TTL
+    verify(store, {"X-Webhook-Token": "rotated-token"}, BODY)
+    assert source.reads == 2
+    for _ in range(20):  # a burst of bad requests re-reads nothing
+        with pytest.raises(WebhookForbidden):
+            verify(store, {"X-Webhook-Token": "guess"}, BODY)
+    assert source.reads == 2
