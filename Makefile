@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv lint test dev clean
+.PHONY: venv lint test dev send-example bench clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,15 @@ lint: venv
 
 test: lint
 	$(BIN)/pytest
+
+dev: venv
+	$(BIN)/python -m devstack
+
+send-example: venv
+	$(BIN)/python -m devstack.send_example
+
+bench: venv
+	$(BIN)/python bench/bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
