@@ -1,0 +1,86 @@
+"""Where the dev stack listens and keeps its files, read from the environment and `.env`.
+
+The real environment wins over `.env` (as with every dotenv tool), so a one-off
+`DEV_HTTP_PORT=9090 make dev` works without editing the file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from devstack import dotenv
+
+#: Everything binds here: the stack is for the developer's own machine only.
+HOST = "127.0.0.1"
+
+DEFAULTS: dict[str, str] = {
+    "DEV_HTTP_PORT": "8080",
+    "DEV_EVENT_PORT": "8081",
+    "DEV_OUTBOX_PORT": "8025",
+    "DEV_SMTP_PORT": "2525",
+    "DEV_OUTBOX_DIR": "outbox",
+    "DEV_STATE_DIR": ".state/dev",
+}
+
+
+class SettingsError(ValueError):
+    """A setting has a value the stack cannot use; the message names it."""
+
+
+def _port(env: Mapping[str, str], name: str) -> int:
+    raw = env.get(name) or DEFAULTS[name]
+    try:
+        port = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a port number") from None
+    if not 0 < port < 65536:
+        raise SettingsError(f"{name}={port} is outside 1..65535")
+    return port
+
+
+@dataclass(frozen=True)
+class DevSettings:
+    """The resolved local configuration; `environ` is what the function processes inherit."""
+
+    http_port: int
+    event_port: int
+    outbox_port: int
+    smtp_port: int
+    outbox_dir: Path
+    state_dir: Path
+    environ: Mapping[str, str]
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None) -> DevSettings:
+        """Merge `.env` (path from `DEV_ENV_FILE`, default `./.env`) under the environment."""
+        base = dict(os.environ if environ is None else environ)
+        env_file = Path(base.get("DEV_ENV_FILE") or ".env")
+        merged = {**dotenv.load(env_file), **base}
+        settings = cls(
+            http_port=_port(merged, "DEV_HTTP_PORT"),
+            event_port=_port(merged, "DEV_EVENT_PORT"),
+            outbox_port=_port(merged, "DEV_OUTBOX_PORT"),
+            smtp_port=_port(merged, "DEV_SMTP_PORT"),
+            outbox_dir=Path(merged.get("DEV_OUTBOX_DIR") or DEFAULTS["DEV_OUTBOX_DIR"]).resolve(),
+            state_dir=Path(merged.get("DEV_STATE_DIR") or DEFAULTS["DEV_STATE_DIR"]).resolve(),
+            environ=merged,
+        )
+        ports = [settings.http_port, settings.event_port, settings.outbox_port, settings.smtp_port]
+        if len(set(ports)) != len(ports):
+            raise SettingsError(f"the four DEV_*_PORT settings must differ, got {ports}")
+        return settings
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{HOST}:{self.http_port}"
+
+    @property
+    def event_url(self) -> str:
+        return f"http://{HOST}:{self.event_port}"
+
+    @property
+    def outbox_url(self) -> str:
+        return f"http://{HOST}:{self.outbox_port}"

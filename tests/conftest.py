@@ -1,0 +1,165 @@
+"""Fixtures shared by the behaviour tests (real SMTP server, real Secret Manager client).
+
+Fixtures (stable names; other tiers may use them):
+
+- ``test_ca`` / ``untrusted_ca`` (session): `tests.support.certs.CertBundle`.
+- ``smtp_ssl`` / ``smtp_starttls`` / ``smtp_plain``: a running
+  `tests.support.smtp_server.SmtpTestServer` (implicit TLS / STARTTLS / no STARTTLS but AUTH
+  advertised in clear) with user ``SMTP_USER`` whose password is ``CANARY_PASSWORD``
+  (`tests.support.constants`).
+- ``secret_manager``: a running `tests.support.secret_manager_stub.SecretManagerStub`.
+- ``sender_env``: a `SenderEnv` that has set the process environment for in-process calls
+  (``SMTP_SECRET``, ``SECRET_MANAGER_EMULATOR_HOST``, ``GOOGLE_CLOUD_PROJECT``, ``SMTP_CA_FILE``,
+  ``SMTP_TIMEOUT_S=5``, offline gcloud). Call ``sender_env.use(server)`` to store a profile
+  pointing at *server* in the stub; ``sender_env.process_env()`` gives the same variables for a
+  functions-framework subprocess.
+- ``http_client`` / ``event_client``: Flask test clients of ``send_http`` / ``send_pubsub`` built
+  by ``functions_framework.create_app`` from ``main.py``.
+- autouse: ``sender.service.reset()`` before and after every test (warm-instance state).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.certs import CertBundle, make_ca, make_untrusted_ca
+from tests.support.constants import (
+    CANARY_PASSWORD,
+    SECRET_NAME,
+    SMTP_USER,
+)
+from tests.support.env import SenderEnv
+from tests.support.ff_process import MAIN_PY, OFFLINE_ENV
+from tests.support.pubsub import PROJECT
+from tests.support.secret_manager_stub import SecretManagerStub
+from tests.support.smtp_server import SmtpMode, SmtpTestServer
+
+# Variables a developer's shell could hold that would change what the function does.
+_CLEARED_VARS = (
+    "SMTP_SECRET_FILE",
+    "SMTP_HOST",
+    "SMTP_PORT",
+    "SMTP_USERNAME",
+    "SMTP_SECURITY",
+    "SMTP_FROM",
+    "ALLOWED_RECIPIENTS",
+    "ALLOWED_SENDERS",
+    "MAX_RECIPIENTS",
+    "MAX_MESSAGE_BYTES",
+    "MAX_EVENT_AGE_S",
+    "IDEMPOTENCY_STORE",
+    "FIRESTORE_EMULATOR_HOST",
+    "WEBHOOK_SECRET",
+    "TEMPLATES_DIR",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "SMTP_PROFILE_CACHE_TTL_S",
+)
+
+
+@pytest.fixture(scope="session")
+def test_ca(tmp_path_factory: pytest.TempPathFactory) -> CertBundle:
+    """The CA the function is told to trust (``SMTP_CA_FILE``)."""
+    return make_ca(tmp_path_factory.mktemp("ca"))
+
+
+@pytest.fixture(scope="session")
+def untrusted_ca(tmp_path_factory: pytest.TempPathFactory) -> CertBundle:
+    """A CA nobody trusts: a server using it must be refused."""
+    return make_untrusted_ca(tmp_path_factory.mktemp("untrusted-ca"))
+
+
+def _server(mode: SmtpMode, certs: CertBundle) -> Iterator[SmtpTestServer]:
+    with SmtpTestServer(mode, certs=certs, users={SMTP_USER: CANARY_PASSWORD}) as server:
+        yield server
+
+
+@pytest.fixture
+def smtp_ssl(test_ca: CertBundle) -> Iterator[SmtpTestServer]:
+    """Implicit-TLS server (465 style)."""
+    yield from _server(SmtpMode.SSL, test_ca)
+
+
+@pytest.fixture
+def smtp_starttls(test_ca: CertBundle) -> Iterator[SmtpTestServer]:
+    """STARTTLS server (587 style); AUTH only after TLS."""
+    yield from _server(SmtpMode.STARTTLS, test_ca)
+
+
+@pytest.fixture
+def smtp_plain(test_ca: CertBundle) -> Iterator[SmtpTestServer]:
+    """No STARTTLS offered, AUTH advertised in clear (a trap: the client must not use it)."""
+    yield from _server(SmtpMode.PLAIN, test_ca)
+
+
+@pytest.fixture
+def secret_manager() -> Iterator[SecretManagerStub]:
+    """A fresh plaintext-gRPC Secret Manager."""
+    with SecretManagerStub() as stub:
+        yield stub
+
+
+@pytest.fixture
+def sender_env(
+    monkeypatch: pytest.MonkeyPatch,
+    secret_manager: SecretManagerStub,
+    test_ca: CertBundle,
+    tmp_path: Path,
+) -> SenderEnv:
+    """Environment wired to the Secret Manager stub and the test CA (no profile stored yet)."""
+    for name in _CLEARED_VARS:
+        monkeypatch.delenv(name, raising=False)
+    env = SenderEnv(monkeypatch, secret_manager, test_ca)
+    gcloud_config = tmp_path / "gcloud"
+    gcloud_config.mkdir()
+    env.set(
+        SMTP_SECRET=SECRET_NAME,
+        SECRET_MANAGER_EMULATOR_HOST=secret_manager.address,
+        GOOGLE_CLOUD_PROJECT=PROJECT,
+        SMTP_CA_FILE=str(test_ca.ca_pem),
+        SMTP_TIMEOUT_S="5",
+        CLOUDSDK_CONFIG=str(gcloud_config),
+        **OFFLINE_ENV,
+    )
+    return env
+
+
+def _reset_sender() -> None:
+    try:
+        from sender import service
+    except ImportError:  # the core is not there yet: nothing to reset
+        return
+    service.reset()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_instance() -> Iterator[None]:
+    """Every test starts on a cold instance (no cached profile, client or ledger)."""
+    _reset_sender()
+    yield
+    _reset_sender()
+
+
+def _create_app() -> Callable[..., Any]:
+    """functions-framework's ``create_app`` (untyped upstream; typed here once)."""
+    import functions_framework
+
+    create: Callable[..., Any] = functions_framework.create_app
+    return create
+
+
+@pytest.fixture
+def http_client() -> Any:
+    """Flask test client of ``send_http`` as functions-framework serves it."""
+    app = _create_app()(target="send_http", source=str(MAIN_PY))
+    return app.test_client()
+
+
+@pytest.fixture
+def event_client() -> Any:
+    """Flask test client of ``send_pubsub`` (CloudEvent signature)."""
+    app = _create_app()(target="send_pubsub", source=str(MAIN_PY), signature_type="cloudevent")
+    return app.test_client()

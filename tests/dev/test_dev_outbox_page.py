@@ -1,0 +1,91 @@
+"""The outbox page over HTTP: listing, escaping, the sandboxed body, attachment downloads."""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.error
+import urllib.request
+from email.message import Message
+from urllib.parse import unquote
+
+import pytest
+
+from devstack.web import BODY_CSP
+
+from .conftest import LocalOutbox, alert
+
+
+def get(url: str) -> tuple[int, Message, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers, exc.read()
+
+
+def test_list_is_newest_first_decoded_and_escaped(local_outbox: LocalOutbox) -> None:
+    local_outbox.send(alert("older alert"))
+    local_outbox.send(
+        alert("<b>Disk</b> 91% on db-1 · 디스크", sender="운영팀 <ops-team@example.com>")
+    )
+
+    status, _, body = get(local_outbox.url + "/")
+    page = body.decode()
+    assert status == 200
+    assert "&lt;b&gt;Disk&lt;/b&gt; 91% on db-1 · 디스크" in page
+    assert "<b>Disk</b>" not in page
+    assert "운영팀 &lt;ops-team@example.com&gt;" in page
+    assert page.index("디스크") < page.index("older alert")
+
+    _, _, state = get(local_outbox.url + "/api/state")
+    assert json.loads(state)["count"] == 2
+
+
+def test_message_page_sandboxes_html_and_serves_attachments(local_outbox: LocalOutbox) -> None:
+    csv = b"mount,used\n/var,91%\n"
+    pdf = bytes(range(256)) * 4
+    local_outbox.send(
+        alert(
+            "with parts",
+            text="text part here",
+            html="<p>html part here</p>",
+            attachments=[("보고서 2024.csv", "text/csv", csv), ("r.pdf", "application/pdf", pdf)],
+        )
+    )
+    (message_id,) = local_outbox.outbox.ids()
+
+    status, headers, body = get(f"{local_outbox.url}/messages/{message_id}")
+    page = body.decode()
+    assert status == 200
+    iframe = re.search(r"<iframe\b[^>]*>", page)
+    assert iframe is not None
+    assert re.search(r'\ssandbox=""', iframe[0])
+    assert f'src="/messages/{message_id}/body.html"' in iframe[0]
+    assert "text part here" in page
+    assert "보고서 2024.csv" in page
+
+    status, headers, body = get(f"{local_outbox.url}/messages/{message_id}/body.html")
+    assert status == 200
+    assert headers["Content-Security-Policy"] == BODY_CSP
+    assert "<p>html part here</p>" in body.decode()
+
+    status, headers, body = get(f"{local_outbox.url}/messages/{message_id}/attachments/0")
+    assert status == 200
+    assert body == csv
+    disposition = headers["Content-Disposition"]
+    assert disposition.startswith("attachment;")
+    encoded = disposition.split("filename*=UTF-8''", 1)[1]
+    assert unquote(encoded) == "보고서 2024.csv"
+
+    status, _, body = get(f"{local_outbox.url}/messages/{message_id}/attachments/1")
+    assert (status, body) == (200, pdf)
+
+
+@pytest.mark.parametrize(
+    "path", ["/messages/nope", "/messages/..%2f..%2fetc%2fpasswd", "/messages/x/attachments/0"]
+)
+def test_unknown_messages_are_404(local_outbox: LocalOutbox, path: str) -> None:
+    local_outbox.send(alert("only one"))
+    status, _, _ = get(local_outbox.url + path)
+    assert status == 404

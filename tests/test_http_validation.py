@@ -1,0 +1,228 @@
+"""Every invalid HTTP input is refused before anything is sent (400/405/413/415)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+
+from tests.support.checks import assert_nothing_sent
+from tests.support.env import SenderEnv
+from tests.support.smtp_server import SmtpTestServer
+
+VALID: dict[str, Any] = {"to": "ops@example.com", "subject": "s", "text": "t"}
+X_B64 = base64.b64encode(b"x").decode()
+
+
+@pytest.fixture
+def server(smtp_ssl: SmtpTestServer, sender_env: SenderEnv) -> SmtpTestServer:
+    """A working server and profile: whatever is refused is refused by validation."""
+    sender_env.use(smtp_ssl)
+    return smtp_ssl
+
+
+def _with(**changes: Any) -> dict[str, Any]:
+    message = dict(VALID)
+    for key, value in changes.items():
+        if value is None:
+            message.pop(key, None)
+        else:
+            message[key] = value
+    return message
+
+
+def _fields(resp: Any) -> list[str]:
+    body = resp.get_json()
+    assert body["error"] == "invalid_request", body
+    details = body["details"]
+    assert details, body
+    for detail in details:
+        assert isinstance(detail["problem"], str)
+        assert detail["problem"]
+    return [d["field"] for d in details]
+
+
+# (case id, message, the field that must be named: exact, or a prefix ending in "*")
+CASES: list[tuple[str, dict[str, Any], str]] = [
+    ("missing to", _with(to=None), "to"),
+    ("empty to", _with(to=[]), "to"),
+    ("invalid address in list", _with(to=["ops@example.com", "not-an-address"]), "to[1]"),
+    ("invalid address string", _with(to="ops@@example.com"), "to*"),
+    ("invalid cc", _with(cc=["x@"]), "cc[0]"),
+    ("invalid bcc", _with(bcc=["a@example.com", "two words@example.com"]), "bcc[1]"),
+    ("invalid reply_to", _with(reply_to="nobody"), "reply_to*"),
+    ("CRLF in to", _with(to=["ops@example.com\r\nBcc: evil@example.org"]), "to[0]"),
+    ("LF in cc display name", _with(cc=["Ops\nBcc: evil@example.org <ops@example.com>"]), "cc[0]"),
+    ("CRLF in subject", _with(subject="Hi\r\nBcc: evil@example.org"), "subject"),
+    ("LF in subject", _with(subject="Hi\nX-Evil: 1"), "subject"),
+    ("CR in subject", _with(subject="Hi\rX-Evil: 1"), "subject"),
+    ("CRLF in reply_to", _with(reply_to="a@example.com\r\nBcc: evil@example.org"), "reply_to*"),
+    ("CRLF in header value", _with(headers={"X-Ticket": "42\r\nBcc: x@example.org"}), "headers*"),
+    ("bad header name", _with(headers={"X Ticket: 1\r\nBcc": "x"}), "headers*"),
+    ("structural Bcc header", _with(headers={"Bcc": "evil@example.org"}), "headers*"),
+    ("structural From header", _with(headers={"From": "evil@example.org"}), "headers*"),
+    ("structural Content-Type", _with(headers={"Content-Type": "text/html"}), "headers*"),
+    ("structural Received", _with(headers={"Received": "from x"}), "headers*"),
+    ("structural lowercase to", _with(headers={"to": "evil@example.org"}), "headers*"),
+    ("missing subject", _with(subject=None), "subject"),
+    ("no body at all", _with(text=None), "*"),
+    ("unknown template", _with(template="no-such-template-xyz", text=None), "template"),
+    (
+        "bad base64 attachment",
+        _with(attachments=[{"filename": "r.csv", "content": "!!! not base64 ***"}]),
+        "attachments[0]*",
+    ),
+    (
+        "CRLF in attachment name",
+        _with(
+            attachments=[
+                {"filename": "a\r\nBcc: evil@example.org", "content": X_B64},
+            ]
+        ),
+        "attachments[0]*",
+    ),
+    ("to is a number", _with(to=42), "to*"),
+    ("subject is a list", _with(subject=["a"]), "subject"),
+]
+
+
+@pytest.mark.parametrize(("message", "field"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_invalid_message_is_400_naming_the_field_and_nothing_is_sent(
+    http_client: Any, server: SmtpTestServer, message: dict[str, Any], field: str
+) -> None:
+    resp = http_client.post("/", json=message)
+
+    assert resp.status_code == 400, resp.get_data(as_text=True)
+    fields = _fields(resp)
+    if field == "*":
+        pass  # a message-level problem: any field name is acceptable, details must exist
+    elif field.endswith("*"):
+        assert any(f.startswith(field[:-1]) for f in fields), fields
+    else:
+        assert field in fields, fields
+    assert_nothing_sent(server)
+
+
+def test_too_many_recipients_is_400(
+    http_client: Any, server: SmtpTestServer, sender_env: SenderEnv
+) -> None:
+    sender_env.set(MAX_RECIPIENTS="3")
+    message = _with(
+        to=["a@example.com", "b@example.com"], cc=["c@example.com"], bcc=["d@example.com"]
+    )
+    resp = http_client.post("/", json=message)
+
+    assert resp.status_code == 400, resp.get_data(as_text=True)
+    _fields(resp)
+    assert_nothing_sent(server)
+
+
+def test_default_recipient_limit_is_50(http_client: Any, server: SmtpTestServer) -> None:
+    too_many = [f"user{i}@example.com" for i in range(51)]
+    resp = http_client.post("/", json=_with(to=too_many))
+
+    assert resp.status_code == 400, resp.get_data(as_text=True)
+    assert_nothing_sent(server)
+
+
+def test_recipient_outside_allowed_list_is_400(
+    http_client: Any, server: SmtpTestServer, sender_env: SenderEnv
+) -> None:
+    sender_env.set(ALLOWED_RECIPIENTS="example.com,boss@example.net")
+    resp = http_client.post("/", json=_with(to=["ops@example.com", "x@elsewhere.org"]))
+
+    assert resp.status_code == 400, resp.get_data(as_text=True)
+    assert "to[1]" in _fields(resp)
+    assert_nothing_sent(server)
+
+
+def test_sender_other_than_the_profile_from_is_400(
+    http_client: Any, server: SmtpTestServer
+) -> None:
+    resp = http_client.post("/", json=_with(**{"from": "Evil <evil@example.org>"}))
+
+    assert resp.status_code == 400, resp.get_data(as_text=True)
+    assert any(f.startswith("from") for f in _fields(resp))
+    assert_nothing_sent(server)
+
+
+def test_malformed_json_is_400(http_client: Any, server: SmtpTestServer) -> None:
+    resp = http_client.post(
+        "/", data=b'{"to": "ops@example.com", ', headers={"Content-Type": "application/json"}
+    )
+
+    assert resp.status_code == 400, resp.get_data(as_text=True)
+    assert resp.get_json()["error"]
+    assert_nothing_sent(server)
+
+
+def test_json_that_is_not_an_object_is_400(http_client: Any, server: SmtpTestServer) -> None:
+    resp = http_client.post("/", json=[VALID])
+
+    assert resp.status_code == 400, resp.get_data(as_text=True)
+    assert_nothing_sent(server)
+
+
+def test_body_that_is_not_utf8_is_400(http_client: Any, server: SmtpTestServer) -> None:
+    raw = json.dumps(VALID).encode().replace(b'"t"', b'"\xff\xfe"')
+    resp = http_client.post("/", data=raw, headers={"Content-Type": "application/json"})
+
+    assert resp.status_code == 400, resp.get_data(as_text=True)
+    assert_nothing_sent(server)
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_non_json_content_type_is_415(
+    http_client: Any, server: SmtpTestServer, content_type: str | None
+) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+    resp = http_client.post("/", data=json.dumps(VALID).encode(), headers=headers)
+
+    assert resp.status_code == 415, resp.get_data(as_text=True)
+    assert resp.get_json()["error"]
+    assert_nothing_sent(server)
+
+
+def test_json_with_charset_parameter_is_accepted(http_client: Any, server: SmtpTestServer) -> None:
+    resp = http_client.post(
+        "/",
+        data=json.dumps(VALID).encode(),
+        headers={"Content-Type": "application/json; charset=utf-8"},
+    )
+
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    assert len(server.wait_for_messages(1)) == 1
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH"])
+def test_wrong_method_is_405(http_client: Any, server: SmtpTestServer, method: str) -> None:
+    resp = http_client.open("/", method=method, json=VALID)
+
+    assert resp.status_code == 405, resp.get_data(as_text=True)
+    assert resp.get_json()["error"]
+    assert_nothing_sent(server)
+
+
+def test_oversize_body_is_413(
+    http_client: Any, server: SmtpTestServer, sender_env: SenderEnv
+) -> None:
+    sender_env.set(MAX_MESSAGE_BYTES="4096")
+    resp = http_client.post("/", json=_with(text="x" * 10_000))
+
+    assert resp.status_code == 413, resp.get_data(as_text=True)
+    assert resp.get_json()["error"]
+    assert_nothing_sent(server)
+
+
+def test_built_message_over_the_limit_is_refused(
+    http_client: Any, server: SmtpTestServer, sender_env: SenderEnv
+) -> None:
+    """The request fits but the MIME message (base64 grows ~4/3 plus headers) does not."""
+    sender_env.set(MAX_MESSAGE_BYTES="6000")
+    blob = base64.b64encode(bytes(4200)).decode()
+    resp = http_client.post("/", json=_with(attachments=[{"filename": "z.bin", "content": blob}]))
+
+    assert resp.status_code in {400, 413}, resp.get_data(as_text=True)
+    assert_nothing_sent(server)
