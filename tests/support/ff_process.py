@@ -49,6 +49,9 @@ OFFLINE_ENV: dict[str, str] = {
     "NO_GCE_CHECK": "true",
     "GCE_METADATA_HOST": "127.0.0.1:9",
     "GCE_METADATA_IP": "127.0.0.1:9",
+    # gcloud itself only honours these two for its metadata probe.
+    "GCE_METADATA_ROOT": "127.0.0.1:9",
+    "CLOUDSDK_CORE_CHECK_GCE_METADATA": "false",
 }
 
 
