@@ -229,6 +229,15 @@ def _problem(error: Any) -> str:
     return str(error["msg"])
 
 
+def field_problems(exc: ValidationError) -> list[FieldProblem]:
+    """pydantic's errors as `FieldProblem`s named the way the caller wrote the fields."""
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        problem = _problem(error)
+        problems.append(FieldProblem(_field_path(tuple(error["loc"]), problem), problem))
+    return problems
+
+
 def parse_request(data: Any) -> EmailRequest:
     """Validate decoded JSON into an `EmailRequest`, or raise `InvalidRequest` naming each field."""
     if not isinstance(data, dict):
@@ -236,8 +245,4 @@ def parse_request(data: Any) -> EmailRequest:
     try:
         return EmailRequest.model_validate(data)
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors(include_url=False, include_input=False):
-            problem = _problem(error)
-            problems.append(FieldProblem(_field_path(tuple(error["loc"]), problem), problem))
-        raise InvalidRequest(problems) from None
+        raise InvalidRequest(field_problems(exc)) from None
