@@ -11,13 +11,13 @@ from sender import logs
 from sender.config import Settings
 from sender.message import parse_request
 from sender.outcome import (
+    ClaimBusyError,
     InvalidRequest,
     MessageTooLarge,
     SendError,
-    SendResult,
     TransientError,
 )
-from sender.service import send_email
+from sender.service import Delivery, send_email, send_once
 
 VIA = "http"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -36,7 +36,9 @@ def _json(
 
 def _error(error: SendError) -> flask.Response:
     headers = {}
-    if isinstance(error, TransientError):
+    if isinstance(error, ClaimBusyError):
+        headers["Retry-After"] = str(error.wait_s)  # when the holder's lease runs out
+    elif isinstance(error, TransientError):
         headers["Retry-After"] = str(error.retry_after_s)
     return _json(error.response_body(), error.http_status, headers)
 
@@ -80,10 +82,21 @@ def _idempotency_key(request: flask.Request, body_key: str | None) -> str | None
     return body_key or header_key
 
 
-def _success(result: SendResult) -> flask.Response:
+def _success(delivery: Delivery) -> flask.Response:
+    """200: sent, partial, or duplicate (the stored outcome of the first send; nothing sent now)."""
+    result = delivery.result
+    if delivery.duplicate:
+        logs.duplicate(message_id=result.message_id, accepted_count=len(result.accepted), via=VIA)
+    else:
+        logs.sent(
+            message_id=result.message_id,
+            accepted=result.accepted,
+            refused=result.refused_json(),
+            via=VIA,
+        )
     return _json(
         {
-            "status": result.status,
+            "status": "duplicate" if delivery.duplicate else result.status,
             "message_id": result.message_id,
             "accepted": result.accepted,
             "refused": result.refused_json(),
@@ -115,7 +128,10 @@ def handle(request: flask.Request) -> flask.Response:
             )
         email_request = parse_request(document)
         key = _idempotency_key(request, email_request.idempotency_key)
-        result = send_email(email_request, settings, idempotency_key=key)
+        if key is None:  # no key, no deduplication: every request is a new email
+            delivery = Delivery(send_email(email_request, settings))
+        else:
+            delivery = send_once(email_request, settings, key=key, ledger_key=f"http:{key}")
     except InvalidRequest as error:
         logs.invalid_request(error.log_fields(), via=VIA)
         return _error(error)
@@ -126,10 +142,4 @@ def handle(request: flask.Request) -> flask.Response:
     except Exception as exc:  # noqa: BLE001 - a bug must still answer JSON, without details
         logs.internal_error(exc, via=VIA)
         return _json({"error": "internal"}, 500)
-    logs.sent(
-        message_id=result.message_id,
-        accepted=result.accepted,
-        refused=result.refused_json(),
-        via=VIA,
-    )
-    return _success(result)
+    return _success(delivery)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from sender.config import Settings
-from sender.outcome import ConfigurationError, Refusal, TransientError
+from sender.outcome import ConfigurationError, Refusal
 
 DEFAULT_TTL_S = 7 * 86_400.0
 # A lease must outlive the longest send that can still be in flight, or a slow but alive sender
@@ -41,10 +41,6 @@ LEASE_MARGIN_S = 15.0
 DEFAULT_MEMORY_MAX_ENTRIES = 10_000
 
 Clock = Callable[[], float]
-
-
-class LedgerUnavailableError(TransientError):
-    """The shared ledger could not be reached; nothing was sent, so the caller may retry."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +67,7 @@ class Claim:
     token: str
     lease_until: float
     owed: tuple[str, ...] | None  # None: send to every recipient; else only these
+    message_id: str | None  # of earlier attempts, if any reached the server
     accepted: tuple[str, ...]  # accepted by earlier attempts (for the final report)
     refused: Mapping[str, Refusal]  # refused for good by earlier attempts
     taken_over: bool  # a previous holder's lease had expired (it probably crashed)
@@ -145,6 +142,7 @@ def _claim_of(entry: Entry, *, key: str, token: str, taken_over: bool) -> Claim:
         token=token,
         lease_until=entry.lease_until or 0.0,
         owed=entry.owed,
+        message_id=entry.message_id,
         accepted=entry.accepted,
         refused=dict(entry.refused),
         taken_over=taken_over,

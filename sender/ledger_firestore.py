@@ -33,14 +33,13 @@ from sender.ledger import (
     ClaimResult,
     Clock,
     Entry,
-    LedgerUnavailableError,
     decide_claim,
     holds,
     merge_outcome,
     new_token,
     released,
 )
-from sender.outcome import ConfigurationError, Refusal
+from sender.outcome import ConfigurationError, LedgerUnavailableError, Refusal
 
 # Each ledger call must end well inside the send deadline; Firestore answers in milliseconds
 # when healthy, so this only bounds an outage.

@@ -94,3 +94,76 @@ def event_undecodable(reason: str) -> None:
 def internal_error(exc: BaseException, *, via: str) -> None:
     # Only the type: an arbitrary exception's text could quote a message body or a secret.
     write("ERROR", "internal error", error_type=type(exc).__name__, trigger=via)
+
+
+# --- idempotency (see sender/ledger.py) ---------------------------------------------------------
+
+
+def duplicate(*, message_id: str, accepted_count: int, via: str) -> None:
+    write(
+        "INFO",
+        "duplicate delivery; the email was already sent",
+        message_id=message_id,
+        accepted_count=accepted_count,
+        trigger=via,
+    )
+
+
+def claim_busy(*, retry_after_s: int, via: str) -> None:
+    write(
+        "INFO",
+        "another delivery of this key is sending right now; retry later",
+        retry_after_s=retry_after_s,
+        trigger=via,
+    )
+
+
+def claim_taken_over(*, attempt: int) -> None:
+    write(
+        "WARNING", "took over an expired claim: an earlier attempt did not finish", attempt=attempt
+    )
+
+
+def resuming_partial_send(*, owed: list[str], accepted_count: int) -> None:
+    write(
+        "INFO",
+        "resuming a partial send: only to the recipients still owed",
+        owed=owed,
+        accepted_count=accepted_count,
+    )
+
+
+def deferred_recipients(*, owed: list[str], via: str) -> None:
+    write(
+        "WARNING",
+        "some recipients were deferred (4xx); redelivering for them only",
+        owed=owed,
+        trigger=via,
+    )
+
+
+def sent_not_recorded(*, error_type: str, deferred: list[str]) -> None:
+    write(
+        "ERROR",
+        "email sent but the idempotency ledger did not record it; a redelivery may repeat it",
+        error_type=error_type,
+        deferred_not_retried=deferred,
+    )
+
+
+def claim_not_released(*, error_type: str) -> None:
+    write(
+        "WARNING",
+        "could not release the idempotency claim; it lapses when its lease runs out",
+        error_type=error_type,
+    )
+
+
+def stale_event(*, event_id: str, age_s: float, max_event_age_s: float) -> None:
+    write(
+        "WARNING",
+        "stale Pub/Sub event dropped",
+        event_id=event_id,
+        age_s=round(age_s, 1),
+        max_event_age_s=max_event_age_s,
+    )

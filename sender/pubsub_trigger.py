@@ -4,6 +4,11 @@ Returning acks the message. Raising makes functions-framework answer 500, so Pub
 `--retry`) delivers it again: that is what transient failures and misconfiguration do, so no alert
 is lost while a provider recovers or an operator fixes the secret. Invalid messages and permanent
 rejections are acked after one ERROR line: redelivering them would only loop.
+
+The CloudEvent id is the idempotency key (`service.send_once`): a redelivered event is acked with
+an INFO line and sends nothing; while another delivery of it is still sending, this one asks to be
+redelivered later. Recipients deferred with a 4xx make the event come back for them alone. Events
+older than `MAX_EVENT_AGE_S` are dropped with a WARNING: a day-old alert is noise, not news.
 """
 
 from __future__ import annotations
@@ -11,13 +16,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from sender import logs
 from sender.config import Settings
 from sender.message import EmailRequest, parse_request
-from sender.outcome import Disposition, InvalidRequest, SendError, TransientError
-from sender.service import send_email
+from sender.outcome import ClaimBusyError, Disposition, InvalidRequest, SendError, TransientError
+from sender.service import send_once
 
 VIA = "pubsub"
 
@@ -50,14 +56,37 @@ def parse_event(cloud_event: Any) -> EmailRequest:
     return parse_request(decode_event_data(cloud_event.data))
 
 
+def event_age_s(cloud_event: Any, now: datetime | None = None) -> float | None:
+    """Seconds since the event's `time` attribute (RFC 3339); None when it has no readable one."""
+    raw = cloud_event.get("time")
+    if not isinstance(raw, str) or not raw:
+        return None
+    try:
+        stamp = datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=UTC)
+    return ((now or datetime.now(UTC)) - stamp).total_seconds()
+
+
 def handle(cloud_event: Any) -> None:
     logs.clear()
     event_id = str(cloud_event["id"])
     logs.bind(event_id=event_id)
     try:
         settings = Settings.from_env()
+        age_s = event_age_s(cloud_event)
+        if age_s is not None and age_s > settings.max_event_age_s:
+            logs.stale_event(
+                event_id=event_id, age_s=age_s, max_event_age_s=settings.max_event_age_s
+            )
+            return
         email_request = parse_event(cloud_event)
-        result = send_email(email_request, settings, idempotency_key=event_id)
+        delivery = send_once(email_request, settings, key=event_id, ledger_key=f"pubsub:{event_id}")
+    except ClaimBusyError as error:
+        logs.claim_busy(retry_after_s=error.wait_s, via=VIA)
+        raise RedeliveryRequested("another delivery of this event is in progress") from None
     except InvalidRequest as error:
         logs.invalid_request(error.log_fields(), via=VIA)
         return
@@ -73,9 +102,16 @@ def handle(cloud_event: Any) -> None:
             else ("misconfiguration")
         )
         raise RedeliveryRequested(f"{kind}: {error.reason}") from None
+    result = delivery.result
+    if delivery.duplicate:
+        logs.duplicate(message_id=result.message_id, accepted_count=len(result.accepted), via=VIA)
+        return
     logs.sent(
         message_id=result.message_id,
         accepted=result.accepted,
         refused=result.refused_json(),
         via=VIA,
     )
+    if delivery.owed:
+        logs.deferred_recipients(owed=list(delivery.owed), via=VIA)
+        raise RedeliveryRequested("some recipients were deferred (4xx)")

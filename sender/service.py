@@ -4,16 +4,31 @@ Checks that need nothing but the request run first, so a bad request is a 400 ev
 secret is broken. After an authentication failure the secret is re-read once, bypassing the cache,
 and the send is retried only if the payload changed: a second login with the same wrong password
 would only feed the provider's lockout counters.
+
+`send_once` wraps the send in the idempotency ledger (`sender.ledger`): one email per key however
+often the request is delivered, and after a partial send only the recipients still owed.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+from dataclasses import dataclass
+
 from sender import logs, secrets, templates, transport
 from sender.addresses import Mailbox
 from sender.config import Settings
+from sender.ledger import Busy, Claim, Duplicate, Ledger, LedgerConfig, build_ledger
 from sender.message import EmailRequest
 from sender.mime import BuiltMessage, Content, build_message
-from sender.outcome import AuthenticationError, InvalidRequest, SendResult, classify
+from sender.outcome import (
+    AuthenticationError,
+    ClaimBusyError,
+    InvalidRequest,
+    SendError,
+    SendResult,
+    classify,
+)
 from sender.policy import check_recipients, resolve_sender
 from sender.profile import SmtpProfile
 
@@ -102,8 +117,109 @@ def send_email(
     return _deliver(built, fresh, settings)
 
 
+# --- exactly once per idempotency key -------------------------------------------------------
+
+# One ledger per configuration, kept for the life of the instance: the memory store *is* this
+# object, and a Firestore client is worth reusing. Configurations rarely change: this stays small.
+_ledgers: dict[LedgerConfig, Ledger] = {}
+_ledgers_lock = threading.Lock()
+
+
+def current_ledger(settings: Settings) -> Ledger:
+    config = LedgerConfig.from_settings(settings, os.environ)
+    with _ledgers_lock:
+        ledger = _ledgers.get(config)
+        if ledger is None:
+            ledger = _ledgers[config] = build_ledger(config)
+        return ledger
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What one delivery of a keyed request came to, over every attempt made for its key."""
+
+    # Accepted by any attempt; refused for good by any attempt, plus this attempt's deferrals.
+    result: SendResult
+    duplicate: bool = False
+    # Recipients deferred with a 4xx that a later delivery (same key) will send to, and only them.
+    owed: tuple[str, ...] = ()
+
+
+def send_once(request: EmailRequest, settings: Settings, *, key: str, ledger_key: str) -> Delivery:
+    """Send `request` unless `ledger_key` was sent before; raise a `SendError` on failure.
+
+    `key` derives the Message-ID; `ledger_key` is namespaced by trigger so that an HTTP caller's
+    key can never collide with a Pub/Sub event id. Raises `ClaimBusyError` while another delivery
+    of the key holds an unexpired lease.
+    """
+    ledger = current_ledger(settings)
+    answer = ledger.claim(ledger_key)
+    if isinstance(answer, Duplicate):
+        entry = answer.entry
+        previous = SendResult(entry.message_id or "", list(entry.accepted), dict(entry.refused))
+        return Delivery(previous, duplicate=True)
+    if isinstance(answer, Busy):
+        raise ClaimBusyError(answer.retry_after_s)
+    claim = answer.claim
+    if claim.taken_over:
+        logs.claim_taken_over(attempt=claim.attempt)
+    recipients = None
+    if claim.owed is not None:
+        owed = set(claim.owed)
+        recipients = [m for m in request.recipients() if m.addr_spec in owed]
+        logs.resuming_partial_send(owed=list(claim.owed), accepted_count=len(claim.accepted))
+    try:
+        result = send_email(request, settings, idempotency_key=key, recipients=recipients)
+    except SendError as error:
+        if not (error.refused and claim.accepted):
+            _release(ledger, claim)
+            raise
+        # Every owed recipient was refused this time, but earlier attempts were accepted: that is
+        # progress on a partly sent message, not a failure to forget.
+        result = SendResult(claim.message_id or "", [], dict(error.refused))
+    except BaseException:
+        _release(ledger, claim)  # nothing was sent: let the next delivery try at once
+        raise
+    return _record(ledger, claim, result)
+
+
+def _record(ledger: Ledger, claim: Claim, result: SendResult) -> Delivery:
+    deferred = {addr: r for addr, r in result.refused.items() if r.transient}
+    final = {addr: r for addr, r in result.refused.items() if not r.transient}
+    try:
+        if deferred:
+            entry = ledger.record_progress(
+                claim,
+                message_id=result.message_id,
+                accepted=result.accepted,
+                refused=final,
+                owed=list(deferred),
+            )
+        else:
+            entry = ledger.complete(
+                claim, message_id=result.message_id, accepted=result.accepted, refused=final
+            )
+    except Exception as exc:  # noqa: BLE001 - the email went out: report it whatever the ledger did
+        # No redelivery for the deferred ones: without a record it would resend to everyone.
+        logs.sent_not_recorded(error_type=type(exc).__name__, deferred=list(deferred))
+        return Delivery(result)
+    cumulative = SendResult(
+        entry.message_id or result.message_id, list(entry.accepted), {**entry.refused, **deferred}
+    )
+    return Delivery(cumulative, owed=entry.owed or ())
+
+
+def _release(ledger: Ledger, claim: Claim) -> None:
+    try:
+        ledger.release(claim)
+    except Exception as exc:  # noqa: BLE001 - the original failure matters more; the lease expires
+        logs.claim_not_released(error_type=type(exc).__name__)
+
+
 def reset() -> None:
-    """Drop warm-instance state: cached profiles, clients, TLS contexts, template environments."""
+    """Drop warm-instance state: cached profiles, clients, TLS contexts, templates, ledgers."""
     secrets.reset()
     transport.reset()
     templates.reset()
+    with _ledgers_lock:
+        _ledgers.clear()

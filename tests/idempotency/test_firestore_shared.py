@@ -1,0 +1,167 @@
+"""Real parts: function processes sharing one ledger in the Firestore emulator.
+
+Each functions-framework process is a separate instance: nothing is shared between them but the
+Firestore emulator, exactly as between Cloud Run instances.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sender.ledger import Claimed
+from sender.ledger_firestore import FirestoreLedger
+from tests.emulators.gcloud import Emulator
+from tests.idempotency.waiting import message_is, wait_for_log
+from tests.support.env import SenderEnv
+from tests.support.ff_process import FunctionsFrameworkProcess, HttpResult
+from tests.support.pubsub import PROJECT
+from tests.support.smtp_server import SmtpTestServer
+
+pytestmark = [pytest.mark.emulator, pytest.mark.process]
+
+MESSAGE: dict[str, Any] = {"to": "ops@example.com", "subject": "Disk 91% on db-1", "text": "t"}
+LEASE_S = 60.0
+
+StartFunction = Callable[[str], FunctionsFrameworkProcess]
+
+
+@pytest.fixture
+def server(smtp_ssl: SmtpTestServer, sender_env: SenderEnv) -> SmtpTestServer:
+    sender_env.use(smtp_ssl)
+    return smtp_ssl
+
+
+@pytest.fixture
+def collection() -> str:
+    return f"idempotency-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def shared_env(
+    server: SmtpTestServer,
+    sender_env: SenderEnv,
+    firestore_emulator: Emulator,
+    collection: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> dict[str, str]:
+    """The function's variables with the Firestore ledger; also set here, for seeding claims."""
+    env = {
+        **sender_env.process_env(),
+        **firestore_emulator.env(),
+        "IDEMPOTENCY_STORE": "firestore",
+        "IDEMPOTENCY_COLLECTION": collection,
+        "IDEMPOTENCY_LEASE_S": str(LEASE_S),
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+@pytest.fixture
+def start_function(shared_env: dict[str, str], tmp_path: Path) -> Iterator[StartFunction]:
+    with ExitStack() as stack:
+
+        def start(target: str) -> FunctionsFrameworkProcess:
+            signature = "cloudevent" if target == "send_pubsub" else "http"
+            process = FunctionsFrameworkProcess(
+                target, signature, env=shared_env, log_dir=tmp_path / uuid.uuid4().hex[:6]
+            )
+            return stack.enter_context(process)
+
+        yield start
+
+
+def seed_ledger(collection: str, *, clock: Callable[[], float] = time.time) -> FirestoreLedger:
+    """Another instance's view of the shared ledger (same project and collection)."""
+    return FirestoreLedger(collection=collection, project=PROJECT, lease_s=LEASE_S, clock=clock)
+
+
+def test_two_instances_receiving_one_event_at_once_send_one_email(
+    start_function: StartFunction, server: SmtpTestServer
+) -> None:
+    instances = [start_function("send_pubsub"), start_function("send_pubsub")]
+    # The winner lingers in DATA, so the other delivery surely meets its claim mid-send.
+    server.stall("data", 1.5)
+    start = threading.Barrier(len(instances))
+    answers: list[HttpResult] = []
+
+    def deliver(instance: FunctionsFrameworkProcess) -> None:
+        start.wait(timeout=30)
+        answers.append(instance.post_cloudevent(MESSAGE, event_id="evt-race"))
+
+    threads = [threading.Thread(target=deliver, args=(i,)) for i in instances]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert sorted(a.status for a in answers) == [200, 500]  # the loser asks to be redelivered
+    [busy] = wait_for_log(
+        instances, message_is("another delivery of this key is sending right now; retry later")
+    )
+    assert busy["event_id"] == "evt-race"
+
+    # Pub/Sub redelivers the loser's copy later, to either instance: acked, nothing sent.
+    server.clear_faults()
+    for instance in instances:
+        assert instance.post_cloudevent(MESSAGE, event_id="evt-race").status == 200
+    assert len(server.wait_for_messages(1)) == 1
+    wait_for_log(instances, message_is("duplicate delivery; the email was already sent"), count=2)
+    assert len(server.messages) == 1
+
+
+def test_claim_of_a_crashed_instance_is_taken_over_after_its_lease(
+    start_function: StartFunction, server: SmtpTestServer, collection: str
+) -> None:
+    an_hour_ago = time.time() - 3600
+    crashed = seed_ledger(collection, clock=lambda: an_hour_ago).claim("pubsub:evt-crashed")
+    assert isinstance(crashed, Claimed)  # its lease ran out 59 minutes ago
+    instance = start_function("send_pubsub")
+
+    assert instance.post_cloudevent(MESSAGE, event_id="evt-crashed").status == 200
+    assert len(server.wait_for_messages(1)) == 1
+    [takeover] = wait_for_log(
+        instance, message_is("took over an expired claim: an earlier attempt did not finish")
+    )
+    assert takeover["event_id"] == "evt-crashed"
+    assert takeover["attempt"] == 2
+
+
+def test_live_claim_of_another_instance_is_left_alone(
+    start_function: StartFunction, server: SmtpTestServer, collection: str
+) -> None:
+    holder = seed_ledger(collection).claim("pubsub:evt-held")
+    assert isinstance(holder, Claimed)
+    instance = start_function("send_pubsub")
+
+    assert instance.post_cloudevent(MESSAGE, event_id="evt-held").status == 500  # redeliver later
+    wait_for_log(
+        instance, message_is("another delivery of this key is sending right now; retry later")
+    )
+    assert server.messages == []
+
+
+def test_http_key_is_deduplicated_across_instances(
+    start_function: StartFunction, server: SmtpTestServer
+) -> None:
+    first, second = start_function("send_http"), start_function("send_http")
+    payload = {**MESSAGE, "idempotency_key": "grafana-alert-991"}
+
+    sent = first.post_json("/", payload)
+    assert sent.status == 200, sent.text
+    assert sent.json()["status"] == "sent"
+    again = second.post_json("/", payload)
+    assert again.status == 200
+    assert again.json()["status"] == "duplicate"
+    assert again.json()["message_id"] == sent.json()["message_id"]
+    assert len(server.wait_for_messages(1)) == 1
+    wait_for_log(second, message_is("duplicate delivery; the email was already sent"))
+    assert len(server.messages) == 1

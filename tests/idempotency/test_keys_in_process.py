@@ -1,0 +1,189 @@
+"""Idempotency through both triggers in process (memory ledger, real SMTP server)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from sender import service
+from sender.config import Settings
+from sender.ledger import Claimed
+from tests.support import pubsub
+from tests.support.checks import assert_nothing_sent, log_records, records_at
+from tests.support.env import SenderEnv
+from tests.support.smtp_server import SmtpTestServer
+
+MESSAGE: dict[str, Any] = {"to": "ops@example.com", "subject": "Disk 91% on db-1", "text": "t"}
+DEFERRED = "450 4.2.1 Mailbox busy, try later"
+
+
+@pytest.fixture
+def server(smtp_ssl: SmtpTestServer, sender_env: SenderEnv) -> SmtpTestServer:
+    sender_env.use(smtp_ssl)
+    return smtp_ssl
+
+
+def _post_event(client: Any, message: dict[str, Any], **kw: Any) -> Any:
+    headers, body = pubsub.cloudevent_request(message, **kw)
+    return client.post("/", data=body, headers=headers)
+
+
+def copies_for(server: SmtpTestServer, address: str) -> int:
+    return sum(address in m.rcpt_tos for m in server.messages)
+
+
+def test_repeated_http_key_is_answered_duplicate_and_sends_once(
+    http_client: Any, server: SmtpTestServer
+) -> None:
+    first = http_client.post("/", json={**MESSAGE, "idempotency_key": "deploy-42"})
+    assert first.status_code == 200, first.get_data(as_text=True)
+    assert first.get_json()["status"] == "sent"
+
+    again = http_client.post("/", json={**MESSAGE, "idempotency_key": "deploy-42"})
+    assert again.status_code == 200
+    body = again.get_json()
+    assert body["status"] == "duplicate"
+    assert body["message_id"] == first.get_json()["message_id"]
+    assert body["accepted"] == ["ops@example.com"]
+    [delivered] = server.wait_for_messages(1)
+    assert delivered.message["Message-ID"] == body["message_id"]
+    assert len(server.messages) == 1
+
+
+def test_header_key_deduplicates_too_and_keys_without_one_do_not(
+    http_client: Any, server: SmtpTestServer
+) -> None:
+    for _ in range(2):
+        resp = http_client.post("/", json=MESSAGE, headers={"Idempotency-Key": "hdr-7"})
+        assert resp.status_code == 200
+    assert resp.get_json()["status"] == "duplicate"
+    for _ in range(2):
+        assert http_client.post("/", json=MESSAGE).get_json()["status"] == "sent"
+    assert len(server.wait_for_messages(3)) == 3
+
+
+def test_message_id_is_derived_from_the_key(http_client: Any, server: SmtpTestServer) -> None:
+    a = http_client.post("/", json={**MESSAGE, "idempotency_key": "k-a"}).get_json()
+    service.reset()  # a new instance: the ledger forgot, the Message-ID must not change
+    a_again = http_client.post("/", json={**MESSAGE, "idempotency_key": "k-a"}).get_json()
+    b = http_client.post("/", json={**MESSAGE, "idempotency_key": "k-b"}).get_json()
+    assert a_again["status"] == "sent"
+    assert a["message_id"] == a_again["message_id"] != b["message_id"]
+    ids = [m.message["Message-ID"] for m in server.wait_for_messages(3)]
+    assert ids == [a["message_id"], a["message_id"], b["message_id"]]
+
+
+def test_http_request_while_another_holds_the_key_is_503_with_retry_after(
+    http_client: Any, server: SmtpTestServer
+) -> None:
+    holder = service.current_ledger(Settings.from_env()).claim("http:busy-1")
+    assert isinstance(holder, Claimed)
+
+    resp = http_client.post("/", json={**MESSAGE, "idempotency_key": "busy-1"})
+    assert resp.status_code == 503
+    assert resp.get_json()["retryable"] is True
+    assert 1 <= int(resp.headers["Retry-After"]) <= 65
+    assert_nothing_sent(server)
+
+
+def test_a_failure_that_sent_nothing_frees_the_key_for_the_retry(
+    http_client: Any, server: SmtpTestServer
+) -> None:
+    server.fail_mail_from("451 4.3.0 try again later", times=1)
+    first = http_client.post("/", json={**MESSAGE, "idempotency_key": "retry-1"})
+    assert first.status_code == 503
+    again = http_client.post("/", json={**MESSAGE, "idempotency_key": "retry-1"})
+    assert again.get_json()["status"] == "sent"
+    assert len(server.wait_for_messages(1)) == 1
+
+
+def test_redelivered_event_is_acked_with_an_info_line_and_not_sent_again(
+    event_client: Any, server: SmtpTestServer, capfd: pytest.CaptureFixture[str]
+) -> None:
+    for _ in range(2):
+        assert _post_event(event_client, MESSAGE, event_id="evt-dup").status_code == 200
+    [delivered] = server.wait_for_messages(1)
+    records = log_records(capfd.readouterr().out)
+    [dup] = [r for r in records if r["message"].startswith("duplicate")]
+    assert dup["severity"] == "INFO"
+    assert dup["event_id"] == "evt-dup"
+    assert dup["message_id"] == delivered.message["Message-ID"]
+    assert len(server.messages) == 1
+
+
+def test_partial_4xx_is_redelivered_and_only_the_owed_recipient_gets_the_retry(
+    event_client: Any, server: SmtpTestServer, capfd: pytest.CaptureFixture[str]
+) -> None:
+    server.reject_recipient("busy@example.com", DEFERRED)
+    server.reject_recipient("gone@example.com", "550 5.1.1 No such user")
+    message = {**MESSAGE, "to": ["ops@example.com", "busy@example.com", "gone@example.com"]}
+
+    first = _post_event(event_client, message, event_id="evt-partial")
+    assert first.status_code == 500  # raised: Pub/Sub must deliver it again
+    server.wait_for_messages(1)
+    assert server.messages[0].rcpt_tos == ("ops@example.com",)
+
+    server.clear_faults()
+    second = _post_event(event_client, message, event_id="evt-partial")
+    assert second.status_code == 200
+    server.wait_for_messages(2)
+    assert server.messages[1].rcpt_tos == ("busy@example.com",)  # not ops, not gone (final 5xx)
+    assert server.messages[1].message["Message-ID"] == server.messages[0].message["Message-ID"]
+
+    assert _post_event(event_client, message, event_id="evt-partial").status_code == 200
+    assert copies_for(server, "ops@example.com") == 1
+    assert copies_for(server, "busy@example.com") == 1
+    assert copies_for(server, "gone@example.com") == 0
+
+    records = log_records(capfd.readouterr().out)
+    [deferred] = [r for r in records if r.get("owed") and r["severity"] == "WARNING"]
+    assert deferred["owed"] == ["busy@example.com"]
+    [final] = [r for r in records if r["message"] == "email partially sent" and "owed" not in r][
+        -1:
+    ]
+    assert final["accepted"] == ["ops@example.com", "busy@example.com"]
+    assert list(final["refused"]) == ["gone@example.com"]
+
+
+def test_http_partial_4xx_retry_with_the_same_key_sends_only_to_the_owed(
+    http_client: Any, server: SmtpTestServer
+) -> None:
+    server.reject_recipient("busy@example.com", DEFERRED)
+    message = {**MESSAGE, "to": ["ops@example.com", "busy@example.com"], "idempotency_key": "p-1"}
+    first = http_client.post("/", json=message).get_json()
+    assert first["status"] == "partial"
+    assert first["refused"]["busy@example.com"]["code"] == 450
+
+    server.clear_faults()
+    second = http_client.post("/", json=message).get_json()
+    assert second["status"] == "sent"
+    assert second["accepted"] == ["ops@example.com", "busy@example.com"]
+    server.wait_for_messages(2)
+    assert copies_for(server, "ops@example.com") == 1
+    assert copies_for(server, "busy@example.com") == 1
+
+
+def test_stale_event_is_dropped_with_a_warning_naming_it(
+    event_client: Any,
+    server: SmtpTestServer,
+    sender_env: SenderEnv,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    sender_env.set(MAX_EVENT_AGE_S="3600")
+    old = datetime.now(UTC) - timedelta(hours=2)
+    resp = _post_event(event_client, MESSAGE, event_id="evt-old", time=old)
+
+    assert resp.status_code == 200  # acked: redelivering it would not make it fresher
+    [warning] = records_at(log_records(capfd.readouterr().out), "WARNING")
+    assert warning["message"] == "stale Pub/Sub event dropped"
+    assert warning["event_id"] == "evt-old"
+    assert 7100 < warning["age_s"] < 7300
+    assert_nothing_sent(server)
+
+
+def test_recent_event_is_not_stale(event_client: Any, server: SmtpTestServer) -> None:
+    recent = datetime.now(UTC) - timedelta(minutes=5)
+    assert _post_event(event_client, MESSAGE, time=recent).status_code == 200
+    assert len(server.wait_for_messages(1)) == 1

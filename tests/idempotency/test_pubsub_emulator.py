@@ -1,0 +1,111 @@
+"""Real parts: the Pub/Sub emulator pushes to functions-framework running as a process.
+
+The emulator sends the raw push envelope; functions-framework turns it into a CloudEvent whose id
+is the Pub/Sub message id. Redelivery is the emulator's own, after the function answered 500.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sender.mime import make_message_id
+from tests.emulators.gcloud import Emulator
+from tests.idempotency.pubsub_rest import PushTopic
+from tests.idempotency.waiting import message_is, wait_for_log
+from tests.support.env import SenderEnv
+from tests.support.ff_process import FunctionsFrameworkProcess
+from tests.support.smtp_server import SmtpTestServer
+
+pytestmark = [pytest.mark.emulator, pytest.mark.process]
+
+MESSAGE: dict[str, Any] = {"to": "ops@example.com", "subject": "Disk 91% on db-1", "text": "t"}
+# Each redelivery waits for the emulator's backoff; generous for a loaded 2-core runner.
+DELIVERY_TIMEOUT_S = 90.0
+
+
+@pytest.fixture
+def server(smtp_ssl: SmtpTestServer, sender_env: SenderEnv) -> SmtpTestServer:
+    sender_env.use(smtp_ssl)
+    return smtp_ssl
+
+
+@pytest.fixture
+def function(
+    server: SmtpTestServer, sender_env: SenderEnv, tmp_path: Path
+) -> Iterator[FunctionsFrameworkProcess]:
+    with FunctionsFrameworkProcess(
+        "send_pubsub", "cloudevent", env=sender_env.process_env(), log_dir=tmp_path
+    ) as process:
+        yield process
+
+
+@pytest.fixture
+def topic(pubsub_emulator: Emulator, function: FunctionsFrameworkProcess) -> Iterator[PushTopic]:
+    push = PushTopic(pubsub_emulator, endpoint=function.url)
+    try:
+        yield push
+    finally:
+        push.delete()  # before the function stops, so nothing is pushed into a closed port
+
+
+def copies_for(server: SmtpTestServer, address: str) -> int:
+    return sum(address in m.rcpt_tos for m in server.messages)
+
+
+def test_published_message_arrives_exactly_once(
+    topic: PushTopic, function: FunctionsFrameworkProcess, server: SmtpTestServer
+) -> None:
+    message_id = topic.publish(MESSAGE)
+    [delivered] = server.wait_for_messages(1, timeout=DELIVERY_TIMEOUT_S)
+    assert delivered.message["Message-ID"] == make_message_id("example.com", message_id)
+
+    # A second message through the same subscription: by the time it arrives, a stray repeat of
+    # the first would have had every chance to arrive too.
+    topic.publish({**MESSAGE, "subject": "sentinel"})
+    server.wait_for_messages(2, timeout=DELIVERY_TIMEOUT_S)
+    subjects = sorted(str(m.message["Subject"]) for m in server.messages)
+    assert subjects == ["Disk 91% on db-1", "sentinel"]
+    [sent] = wait_for_log(
+        function, lambda r: r.get("message_id") == delivered.message["Message-ID"]
+    )
+    assert sent["event_id"] == message_id
+
+
+def test_transient_failure_is_redelivered_by_pubsub_and_then_sent_once(
+    topic: PushTopic, function: FunctionsFrameworkProcess, server: SmtpTestServer
+) -> None:
+    server.fail_mail_from("451 4.3.0 Temporary local problem", times=1)
+    message_id = topic.publish(MESSAGE)
+
+    [delivered] = server.wait_for_messages(1, timeout=DELIVERY_TIMEOUT_S)
+    [failed] = wait_for_log(function, message_is("email not sent"))
+    assert failed["redeliver"] is True
+    assert failed["event_id"] == message_id
+    [sent] = wait_for_log(function, message_is("email sent"))
+    assert sent["event_id"] == message_id
+    assert sent["message_id"] == delivered.message["Message-ID"]
+    assert len(server.messages) == 1
+
+
+def test_partial_4xx_is_redelivered_and_the_accepted_recipient_gets_one_copy(
+    topic: PushTopic, function: FunctionsFrameworkProcess, server: SmtpTestServer
+) -> None:
+    server.reject_recipient("busy@example.com", "450 4.2.1 Mailbox busy, try later")
+    topic.publish({**MESSAGE, "to": ["ops@example.com", "busy@example.com"]})
+
+    [deferred, *_] = wait_for_log(
+        function, message_is("some recipients were deferred (4xx); redelivering for them only")
+    )
+    assert deferred["owed"] == ["busy@example.com"]
+    server.clear_faults()  # the mailbox frees up; the emulator's redelivery now gets through
+
+    server.wait_for_messages(2, timeout=DELIVERY_TIMEOUT_S)
+    [done] = wait_for_log(function, message_is("email sent"))
+    assert done["accepted"] == ["ops@example.com", "busy@example.com"]
+    assert copies_for(server, "ops@example.com") == 1
+    assert copies_for(server, "busy@example.com") == 1
+    assert len(server.messages) == 2
