@@ -1,4 +1,12 @@
-"""The HTTP trigger: a JSON request in, a JSON response out, statuses exactly as README's table."""
+"""The HTTP trigger: a JSON request in, a JSON response out, statuses exactly as README's table.
+
+Routes (every path but one is the message endpoint, so a caller posting to `/send` still works):
+- `POST /alertmanager?to=addr[,addr]` — Alertmanager's native webhook body (`sender.alertmanager`);
+- `POST` anything else — the message JSON.
+
+Order of checks: method, body size, webhook credential (when `WEBHOOK_SECRET` is set: nothing
+about the request is looked at before it), content type, JSON, the message itself.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +15,22 @@ from typing import Any
 
 import flask
 
-from sender import logs
+from sender import alertmanager, logs, webhook_auth
 from sender.config import Settings
-from sender.message import parse_request
+from sender.message import EmailRequest, parse_request
 from sender.outcome import (
     ClaimBusyError,
     InvalidRequest,
     MessageTooLarge,
     SendError,
     TransientError,
+    UnsupportedMediaType,
 )
 from sender.service import Delivery, send_email, send_once
 
 VIA = "http"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+ALERTMANAGER_PATH = "/alertmanager"
 
 
 def _json(
@@ -43,17 +53,21 @@ def _error(error: SendError) -> flask.Response:
     return _json(error.response_body(), error.http_status, headers)
 
 
-def _read_json(request: flask.Request, max_bytes: int) -> Any:
-    """The body as JSON, enforcing size and content type before parsing anything."""
+def _read_body(request: flask.Request, max_bytes: int) -> bytes:
+    """The raw body, refusing more than `max_bytes` before reading it all."""
     declared = request.content_length
     if declared is not None and declared > max_bytes:
         raise MessageTooLarge.one("body", f"the request body exceeds {max_bytes} bytes")
-    if request.mimetype != "application/json":
-        raise _UnsupportedMediaType
     # Read at most one byte past the limit: a chunked body without Content-Length is bounded too.
-    raw = request.stream.read(max_bytes + 1)
+    raw: bytes = request.stream.read(max_bytes + 1)
     if len(raw) > max_bytes:
         raise MessageTooLarge.one("body", f"the request body exceeds {max_bytes} bytes")
+    return raw
+
+
+def _parse_json(request: flask.Request, raw: bytes) -> Any:
+    if request.mimetype != "application/json":
+        raise UnsupportedMediaType.one("Content-Type", "send the message as application/json")
     try:
         return json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
@@ -67,8 +81,20 @@ def _read_json(request: flask.Request, max_bytes: int) -> Any:
         ) from None
 
 
-class _UnsupportedMediaType(Exception):
-    pass
+def _alertmanager_recipients(request: flask.Request) -> list[str]:
+    """`?to=a@x.org,b@x.org&to=c@x.org` -> the three addresses."""
+    return [
+        address.strip()
+        for value in request.args.getlist("to")
+        for address in value.split(",")
+        if address.strip()
+    ]
+
+
+def _email_request(request: flask.Request, document: Any) -> EmailRequest:
+    if request.path.rstrip("/") == ALERTMANAGER_PATH:
+        return alertmanager.to_request(document, _alertmanager_recipients(request))
+    return parse_request(document)
 
 
 def _idempotency_key(request: flask.Request, body_key: str | None) -> str | None:
@@ -105,6 +131,24 @@ def _success(delivery: Delivery) -> flask.Response:
     )
 
 
+def _check_webhook_credential(
+    settings: Settings, request: flask.Request, raw: bytes
+) -> flask.Response | None:
+    """401/403 when `WEBHOOK_SECRET` is set and the request is not authentic; else None."""
+    store = webhook_auth.token_store(settings)
+    if store is None:
+        return None
+    try:
+        webhook_auth.verify(store, dict(request.headers.items()), raw)
+    except webhook_auth.WebhookUnauthorized:
+        logs.webhook_rejected(reason="no credential", via=VIA)
+        return _json({"error": "unauthorized"}, 401, {"WWW-Authenticate": "Bearer"})
+    except webhook_auth.WebhookForbidden:
+        logs.webhook_rejected(reason="wrong credential", via=VIA)
+        return _json({"error": "unauthorized"}, 403)
+    return None
+
+
 def handle(request: flask.Request) -> flask.Response:
     logs.clear()
     if request.method != "POST":
@@ -116,17 +160,12 @@ def handle(request: flask.Request) -> flask.Response:
                 request.headers.get("X-Cloud-Trace-Context"), settings.google_cloud_project
             )
         )
-        try:
-            document = _read_json(request, settings.max_message_bytes)
-        except _UnsupportedMediaType:
-            return _json(
-                {
-                    "error": "unsupported_media_type",
-                    "detail": "send the message as Content-Type: application/json",
-                },
-                415,
-            )
-        email_request = parse_request(document)
+        raw = _read_body(request, settings.max_message_bytes)
+        refusal = _check_webhook_credential(settings, request, raw)
+        if refusal is not None:
+            return refusal
+        document = _parse_json(request, raw)
+        email_request = _email_request(request, document)
         key = _idempotency_key(request, email_request.idempotency_key)
         if key is None:  # no key, no deduplication: every request is a new email
             delivery = Delivery(send_email(email_request, settings))

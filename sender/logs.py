@@ -91,6 +91,10 @@ def event_undecodable(reason: str) -> None:
     write("ERROR", "Pub/Sub event could not be decoded; dropped", reason=reason)
 
 
+def webhook_rejected(*, reason: str, via: str) -> None:
+    write("WARNING", "webhook credential refused", reason=reason, trigger=via)
+
+
 def internal_error(exc: BaseException, *, via: str) -> None:
     # Only the type: an arbitrary exception's text could quote a message body or a secret.
     write("ERROR", "internal error", error_type=type(exc).__name__, trigger=via)

@@ -146,6 +146,15 @@ class MessageTooLarge(InvalidRequest):
         return {"error": "too_large", "detail": self.reason}
 
 
+class UnsupportedMediaType(InvalidRequest):
+    """The HTTP body is not declared as JSON."""
+
+    http_status = 415
+
+    def response_body(self) -> dict[str, Any]:
+        return {"error": "unsupported_media_type", "detail": self.reason}
+
+
 class RejectedError(SendError):
     """The SMTP server refused the message permanently (5xx)."""
 

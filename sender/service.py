@@ -15,7 +15,7 @@ import os
 import threading
 from dataclasses import dataclass
 
-from sender import logs, secrets, templates, transport
+from sender import logs, secrets, templates, transport, webhook_auth
 from sender.addresses import Mailbox
 from sender.config import Settings
 from sender.ledger import Busy, Claim, Duplicate, Ledger, LedgerConfig, build_ledger
@@ -221,5 +221,6 @@ def reset() -> None:
     secrets.reset()
     transport.reset()
     templates.reset()
+    webhook_auth.reset()
     with _ledgers_lock:
         _ledgers.clear()

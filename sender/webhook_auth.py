@@ -86,15 +86,17 @@ class TokenStore:
 
 def _matches(token: bytes, headers: Mapping[str, str], body: bytes) -> bool | None:
     """True/False when a credential is present and right/wrong; None when there is none."""
+    headers = {name.lower(): value for name, value in headers.items()}  # names are case-blind
     presented: list[bool] = []
-    authorization = headers.get("Authorization", "")
+    authorization = headers.get("authorization", "")
     scheme, _, value = authorization.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         presented.append(hmac.compare_digest(value.strip().encode(), token))
-    if headers.get(TOKEN_HEADER):
-        presented.append(hmac.compare_digest(headers[TOKEN_HEADER].strip().encode(), token))
+    token_header = headers.get(TOKEN_HEADER.lower())
+    if token_header:
+        presented.append(hmac.compare_digest(token_header.strip().encode(), token))
     for name in SIGNATURE_HEADERS:
-        signature = headers.get(name)
+        signature = headers.get(name.lower())
         if signature:
             expected = "sha256=" + hmac.new(token, body, hashlib.sha256).hexdigest()
             presented.append(
