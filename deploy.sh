@@ -414,6 +414,11 @@ firestore() {
   # the narrowest role that reads and writes documents.
   run_retry gcloud projects add-iam-policy-binding "$PROJECT" \
     --member="serviceAccount:$RUNTIME_SA" --role=roles/datastore.user --condition=None
+  # Ledger records carry expire_at; this TTL policy lets Firestore delete them when it passes
+  # (idempotent: enabling an enabled policy is a no-op).
+  run gcloud firestore fields ttls update expire_at \
+    --collection-group="${IDEMPOTENCY_COLLECTION:-smtp_sender_idempotency}" \
+    --database='(default)' --enable-ttl --async "${P[@]}"
 }
 
 # The function's environment, as one --set-env-vars value. The values are comma lists

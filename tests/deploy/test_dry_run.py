@@ -140,6 +140,8 @@ def test_firestore_store_creates_the_database_and_grants_datastore_user(
     binding = full_run.one("projects", "add-iam-policy-binding", PROJECT)
     assert flags(binding)["--role"] == "roles/datastore.user"
     assert flags(binding)["--member"] == f"serviceAccount:{RUNTIME_SA}"
+    ttl = full_run.one("firestore", "fields", "ttls", "update", "expire_at")
+    assert "--enable-ttl" in flags(ttl)
     assert minimal_run.find("firestore") == []
 
 
