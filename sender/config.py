@@ -18,6 +18,13 @@ DEFAULT_MAX_RECIPIENTS = 50
 DEFAULT_MAX_MESSAGE_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_EVENT_AGE_S = 86_400
 DEFAULT_PROFILE_CACHE_TTL_S = 300.0
+# A sent key is remembered as long as a subscription can hold an unacked message (7 days).
+DEFAULT_IDEMPOTENCY_TTL_S = 7 * 86_400.0
+DEFAULT_IDEMPOTENCY_MEMORY_MAX_ENTRIES = 10_000
+# A lease must outlive the longest send that can still be in flight, or a slow but alive sender
+# is taken over and both send. The send deadline bounds an SMTP session; the margin covers the
+# Secret Manager read and the ledger round-trips around it.
+IDEMPOTENCY_LEASE_MARGIN_S = 15.0
 # The whole SMTP session must end before the function's own deadline (60 s by default on
 # Cloud Run functions), or the platform kills it mid-DATA and the caller learns nothing.
 DEFAULT_SEND_DEADLINE_S = 50.0
@@ -62,6 +69,9 @@ class Settings:
     profile_cache_ttl_s: float = DEFAULT_PROFILE_CACHE_TTL_S
     idempotency_store: str = "memory"
     idempotency_collection: str = "smtp_sender_idempotency"
+    idempotency_ttl_s: float = DEFAULT_IDEMPOTENCY_TTL_S
+    idempotency_lease_s: float = DEFAULT_SEND_DEADLINE_S + IDEMPOTENCY_LEASE_MARGIN_S
+    idempotency_memory_max_entries: int = DEFAULT_IDEMPOTENCY_MEMORY_MAX_ENTRIES
     webhook_secret: str | None = None
     templates_dir: str | None = None
 
@@ -73,6 +83,7 @@ class Settings:
             value = env.get(name, "").strip()
             return value or None
 
+        send_deadline_s = _number(env, "SEND_DEADLINE_S", DEFAULT_SEND_DEADLINE_S, minimum=1)
         store = (text("IDEMPOTENCY_STORE") or "memory").lower()
         if store not in {"memory", "firestore"}:
             raise ConfigurationError(
@@ -85,7 +96,7 @@ class Settings:
             google_cloud_project=text("GOOGLE_CLOUD_PROJECT") or text("GCP_PROJECT"),
             smtp_ca_file=text("SMTP_CA_FILE"),
             smtp_timeout_s=_number(env, "SMTP_TIMEOUT_S", DEFAULT_SMTP_TIMEOUT_S, minimum=0.1),
-            send_deadline_s=_number(env, "SEND_DEADLINE_S", DEFAULT_SEND_DEADLINE_S, minimum=1),
+            send_deadline_s=send_deadline_s,
             allowed_recipients=_split_list(env.get("ALLOWED_RECIPIENTS")),
             allowed_senders=_split_list(env.get("ALLOWED_SENDERS")),
             max_recipients=int(
@@ -100,6 +111,23 @@ class Settings:
             ),
             idempotency_store=store,
             idempotency_collection=text("IDEMPOTENCY_COLLECTION") or "smtp_sender_idempotency",
+            idempotency_ttl_s=_number(
+                env, "IDEMPOTENCY_TTL_S", DEFAULT_IDEMPOTENCY_TTL_S, minimum=1
+            ),
+            idempotency_lease_s=_number(
+                env,
+                "IDEMPOTENCY_LEASE_S",
+                send_deadline_s + IDEMPOTENCY_LEASE_MARGIN_S,
+                minimum=1,
+            ),
+            idempotency_memory_max_entries=int(
+                _number(
+                    env,
+                    "IDEMPOTENCY_MEMORY_MAX_ENTRIES",
+                    DEFAULT_IDEMPOTENCY_MEMORY_MAX_ENTRIES,
+                    minimum=1,
+                )
+            ),
             webhook_secret=text("WEBHOOK_SECRET"),
             templates_dir=text("TEMPLATES_DIR"),
         )

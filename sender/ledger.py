@@ -30,15 +30,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from sender.config import Settings
-from sender.outcome import ConfigurationError, Refusal
-
-DEFAULT_TTL_S = 7 * 86_400.0
-# A lease must outlive the longest send that can still be in flight, or a slow but alive sender
-# is taken over and both send. The send deadline bounds an SMTP session; the margin covers the
-# Secret Manager read and the ledger round-trips around it.
-LEASE_MARGIN_S = 15.0
-DEFAULT_MEMORY_MAX_ENTRIES = 10_000
+from sender.config import (
+    DEFAULT_IDEMPOTENCY_MEMORY_MAX_ENTRIES,
+    DEFAULT_IDEMPOTENCY_TTL_S,
+    Settings,
+)
+from sender.outcome import Refusal
 
 Clock = Callable[[], float]
 
@@ -233,19 +230,6 @@ def released(entry: Entry) -> Entry | None:
 # --- configuration ----------------------------------------------------------------------------
 
 
-def _positive(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
-    if value <= 0:
-        raise ConfigurationError(f"{name} must be positive, got {raw!r}")
-    return value
-
-
 @dataclass(frozen=True, slots=True)
 class LedgerConfig:
     """Which store, and how long records and leases live."""
@@ -253,24 +237,19 @@ class LedgerConfig:
     store: str = "memory"
     collection: str = "smtp_sender_idempotency"
     project: str | None = None
-    ttl_s: float = DEFAULT_TTL_S
+    ttl_s: float = DEFAULT_IDEMPOTENCY_TTL_S
     lease_s: float = 65.0
-    memory_max_entries: int = DEFAULT_MEMORY_MAX_ENTRIES
+    memory_max_entries: int = DEFAULT_IDEMPOTENCY_MEMORY_MAX_ENTRIES
 
     @classmethod
-    def from_settings(cls, settings: Settings, env: Mapping[str, str]) -> LedgerConfig:
-        """`IDEMPOTENCY_TTL_S`, `IDEMPOTENCY_LEASE_S`, `IDEMPOTENCY_MEMORY_MAX_ENTRIES` from env."""
+    def from_settings(cls, settings: Settings) -> LedgerConfig:
         return cls(
             store=settings.idempotency_store,
             collection=settings.idempotency_collection,
             project=settings.google_cloud_project,
-            ttl_s=_positive(env, "IDEMPOTENCY_TTL_S", DEFAULT_TTL_S),
-            lease_s=_positive(
-                env, "IDEMPOTENCY_LEASE_S", settings.send_deadline_s + LEASE_MARGIN_S
-            ),
-            memory_max_entries=int(
-                _positive(env, "IDEMPOTENCY_MEMORY_MAX_ENTRIES", DEFAULT_MEMORY_MAX_ENTRIES)
-            ),
+            ttl_s=settings.idempotency_ttl_s,
+            lease_s=settings.idempotency_lease_s,
+            memory_max_entries=settings.idempotency_memory_max_entries,
         )
 
 
@@ -307,9 +286,9 @@ class MemoryLedger:
     def __init__(
         self,
         *,
-        max_entries: int = DEFAULT_MEMORY_MAX_ENTRIES,
+        max_entries: int = DEFAULT_IDEMPOTENCY_MEMORY_MAX_ENTRIES,
         lease_s: float,
-        ttl_s: float = DEFAULT_TTL_S,
+        ttl_s: float = DEFAULT_IDEMPOTENCY_TTL_S,
         clock: Clock = time.time,
     ) -> None:
         self._entries: OrderedDict[str, Entry] = OrderedDict()

@@ -27,8 +27,8 @@ from google.api_core import retry as api_retry
 from google.auth import exceptions as auth_exceptions
 from google.cloud import firestore
 
+from sender.config import DEFAULT_IDEMPOTENCY_TTL_S
 from sender.ledger import (
-    DEFAULT_TTL_S,
     Claim,
     ClaimResult,
     Clock,
@@ -107,7 +107,7 @@ class FirestoreLedger:
         *,
         collection: str,
         lease_s: float,
-        ttl_s: float = DEFAULT_TTL_S,
+        ttl_s: float = DEFAULT_IDEMPOTENCY_TTL_S,
         project: str | None = None,
         clock: Clock = time.time,
         timeout_s: float = DEFAULT_TIMEOUT_S,

@@ -11,7 +11,6 @@ often the request is delivered, and after a partial send only the recipients sti
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass
 
@@ -126,7 +125,7 @@ _ledgers_lock = threading.Lock()
 
 
 def current_ledger(settings: Settings) -> Ledger:
-    config = LedgerConfig.from_settings(settings, os.environ)
+    config = LedgerConfig.from_settings(settings)
     with _ledgers_lock:
         ledger = _ledgers.get(config)
         if ledger is None:
