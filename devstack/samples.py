@@ -50,6 +50,31 @@ def scheduled_notice() -> dict[str, Any]:
     }
 
 
+def alertmanager_webhook() -> dict[str, Any]:
+    """Alertmanager's own webhook body (version 4), as it posts to `/alertmanager?to=...`."""
+    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    return {
+        "version": "4",
+        "groupKey": '{}:{alertname="HighLatency"}',
+        "receiver": "smtp-sender",
+        "status": "firing",
+        "groupLabels": {"alertname": "HighLatency"},
+        "commonLabels": {"alertname": "HighLatency", "service": "checkout", "severity": "page"},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager.localhost:9093",
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": {"alertname": "HighLatency", "service": "checkout", "pod": pod},
+                "annotations": {"summary": f"p99 latency above 2s on {pod}"},
+                "startsAt": now,
+                "generatorURL": "http://prometheus.localhost:9090/graph",
+            }
+            for pod in ("checkout-7d9f-abc", "checkout-7d9f-xyz")
+        ],
+    }
+
+
 def pubsub_cloudevent(
     message: dict[str, Any], topic: str = "projects/dev/topics/mail"
 ) -> tuple[dict[str, str], bytes]:

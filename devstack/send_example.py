@@ -1,7 +1,7 @@
 """`python -m devstack.send_example` (what `make send-example` runs).
 
-Posts a sample alert to the HTTP function and a Pub/Sub-style CloudEvent to the CloudEvent
-function of a running dev stack, and prints what each answered.
+Posts a sample alert and a sample Alertmanager webhook to the HTTP function and a Pub/Sub-style
+CloudEvent to the CloudEvent function of a running dev stack, and prints what each answered.
 """
 
 from __future__ import annotations
@@ -49,6 +49,13 @@ def main() -> int:
             json.dumps(samples.http_alert()).encode("utf-8"),
         )
         _show(f"POST {settings.http_url} (alert with html and a CSV attachment)", status, text)
+        alertmanager_url = settings.http_url.rstrip("/") + "/alertmanager?to=oncall@example.com"
+        am_status, am_text = post(
+            alertmanager_url,
+            {"Content-Type": "application/json"},
+            json.dumps(samples.alertmanager_webhook()).encode("utf-8"),
+        )
+        _show(f"POST {alertmanager_url} (Alertmanager webhook, 2 alerts)", am_status, am_text)
         headers, body = samples.pubsub_cloudevent(samples.scheduled_notice())
         event_status, event_text = post(settings.event_url, headers, body)
         _show(
@@ -61,7 +68,7 @@ def main() -> int:
         print(f"send-example: cannot reach the dev stack ({reason}). Start it with `make dev`.")
         return 1
     print(f"\nRead them at {settings.outbox_url}")
-    ok = 200 <= status < 300 and 200 <= event_status < 300
+    ok = all(200 <= code < 300 for code in (status, am_status, event_status))
     return 0 if ok else 1
 
 

@@ -13,6 +13,8 @@ Fixtures (stable names; other tiers may use them):
   ``SMTP_TIMEOUT_S=5``, offline gcloud). Call ``sender_env.use(server)`` to store a profile
   pointing at *server* in the stub; ``sender_env.process_env()`` gives the same variables for a
   functions-framework subprocess.
+- ``server``: ``smtp_ssl`` with its profile already stored (``sender_env.use(smtp_ssl)``), for
+  tests that need a working setup and change only what they are about.
 - ``http_client`` / ``event_client``: Flask test clients of ``send_http`` / ``send_pubsub`` built
   by ``functions_framework.create_app`` from ``main.py``.
 - autouse: ``sender.service.reset()`` before and after every test (warm-instance state).
@@ -33,7 +35,8 @@ from tests.support.constants import (
     SMTP_USER,
 )
 from tests.support.env import SenderEnv
-from tests.support.ff_process import MAIN_PY, OFFLINE_ENV
+from tests.support.ff_process import MAIN_PY
+from tests.support.loopback import OFFLINE_ENV
 from tests.support.pubsub import PROJECT
 from tests.support.secret_manager_stub import SecretManagerStub
 from tests.support.smtp_server import SmtpMode, SmtpTestServer
@@ -125,6 +128,13 @@ def sender_env(
         **OFFLINE_ENV,
     )
     return env
+
+
+@pytest.fixture
+def server(smtp_ssl: SmtpTestServer, sender_env: SenderEnv) -> SmtpTestServer:
+    """A working server and profile: whatever a test then sees fail, its own change caused."""
+    sender_env.use(smtp_ssl)
+    return smtp_ssl
 
 
 def _reset_sender() -> None:

@@ -8,14 +8,24 @@ from typing import Any
 
 import pytest
 
-from tests.support.checks import log_records
+from tests.support.checks import assert_retryable, log_records
 from tests.support.constants import PROFILE_FROM
 from tests.support.env import SenderEnv
-from tests.support.smtp_server import SmtpTestServer, StallPoint
+from tests.support.smtp_server import DeliveredMessage, SmtpTestServer, StallPoint
+
+MESSAGE: dict[str, Any] = {"to": "ops@example.com", "subject": "s", "text": "t"}
 
 
 def _send(client: Any, payload: Any, **headers: str) -> Any:
     return client.post("/", json=payload, headers=headers)
+
+
+def _deliver_one(client: Any, server: SmtpTestServer, payload: Any) -> DeliveredMessage:
+    """Send *payload*, expect 200, and return the one message *server* received."""
+    resp = _send(client, payload)
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    [delivered] = server.wait_for_messages(1)
+    return delivered
 
 
 def _b64(data: bytes) -> str:
@@ -76,15 +86,15 @@ def test_simple_message_is_delivered_and_reported_sent(
 
 
 def test_korean_subject_names_body_and_attachment_name_arrive_intact(
-    http_client: Any, smtp_ssl: SmtpTestServer, sender_env: SenderEnv
+    http_client: Any, server: SmtpTestServer
 ) -> None:
-    sender_env.use(smtp_ssl)
     subject = "디스크 사용률 91% — db-1 경고 🚨"
     text = "안녕하세요,\n디스크가 거의 찼습니다. Ünïcödé ✓"
     filename = "주간 보고서 2026.csv"
     csv_bytes = "호스트,사용률\ndb-1,91%\n".encode()
-    resp = _send(
+    delivered = _deliver_one(
         http_client,
+        server,
         {
             "to": ["김철수 <chulsoo@example.com>"],
             "cc": "Zoë Ünïcode <zoe@example.com>",
@@ -97,8 +107,6 @@ def test_korean_subject_names_body_and_attachment_name_arrive_intact(
         },
     )
 
-    assert resp.status_code == 200, resp.get_data(as_text=True)
-    [delivered] = smtp_ssl.wait_for_messages(1)
     msg = delivered.message
     assert msg["Subject"] == subject
     [to] = msg["To"].addresses
@@ -115,12 +123,12 @@ def test_korean_subject_names_body_and_attachment_name_arrive_intact(
 
 
 def test_unicode_headers_travel_as_7bit_encoded_words(
-    http_client: Any, smtp_ssl: SmtpTestServer, sender_env: SenderEnv
+    http_client: Any, server: SmtpTestServer
 ) -> None:
     """Relays without SMTPUTF8 must still accept the message: RFC 2047 / RFC 2231 on the wire."""
-    sender_env.use(smtp_ssl)
-    resp = _send(
+    delivered = _deliver_one(
         http_client,
+        server,
         {
             "to": "김철수 <chulsoo@example.com>",
             "subject": "디스크 경고",
@@ -129,8 +137,6 @@ def test_unicode_headers_travel_as_7bit_encoded_words(
         },
     )
 
-    assert resp.status_code == 200, resp.get_data(as_text=True)
-    [delivered] = smtp_ssl.wait_for_messages(1)
     assert _header_block(delivered.raw).isascii()
     for part in delivered.message.walk():
         for name, value in part.raw_items():
@@ -143,8 +149,9 @@ def test_text_html_and_binary_attachment_arrive_byte_identical(
     sender_env.use(smtp_starttls)
     binary = bytes(range(256)) * 64 + b"\x00\r\n\r\n.\r\n\xff"
     html = "<p>Disk <b>91%</b> on db-1 — 경고</p>"
-    resp = _send(
+    delivered = _deliver_one(
         http_client,
+        smtp_starttls,
         {
             "to": "ops@example.com",
             "subject": "report",
@@ -157,8 +164,6 @@ def test_text_html_and_binary_attachment_arrive_byte_identical(
         },
     )
 
-    assert resp.status_code == 200, resp.get_data(as_text=True)
-    [delivered] = smtp_starttls.wait_for_messages(1)
     msg = delivered.message
     assert msg.get_content_type() == "multipart/mixed"
     alternatives = [p for p in msg.walk() if p.get_content_type() == "multipart/alternative"]
@@ -176,11 +181,11 @@ def test_text_html_and_binary_attachment_arrive_byte_identical(
 
 
 def test_bcc_is_in_the_envelope_but_in_no_delivered_header(
-    http_client: Any, smtp_ssl: SmtpTestServer, sender_env: SenderEnv
+    http_client: Any, server: SmtpTestServer
 ) -> None:
-    sender_env.use(smtp_ssl)
-    resp = _send(
+    delivered = _deliver_one(
         http_client,
+        server,
         {
             "to": "ops@example.com",
             "cc": ["lead@example.com"],
@@ -190,8 +195,6 @@ def test_bcc_is_in_the_envelope_but_in_no_delivered_header(
         },
     )
 
-    assert resp.status_code == 200, resp.get_data(as_text=True)
-    [delivered] = smtp_ssl.wait_for_messages(1)
     assert sorted(delivered.rcpt_tos) == [
         "hidden-auditor@example.org",
         "lead@example.com",
@@ -205,13 +208,12 @@ def test_bcc_is_in_the_envelope_but_in_no_delivered_header(
 
 
 def test_partially_refused_recipients_are_reported_with_code_and_text(
-    http_client: Any, smtp_ssl: SmtpTestServer, sender_env: SenderEnv
+    http_client: Any, server: SmtpTestServer
 ) -> None:
-    sender_env.use(smtp_ssl)
-    smtp_ssl.reject_recipient("gone@example.com", "550 5.1.1 No such user")
+    server.reject_recipient("gone@example.com", "550 5.1.1 No such user")
     resp = _send(
         http_client,
-        {"to": ["ops@example.com", "gone@example.com"], "subject": "s", "text": "t"},
+        {**MESSAGE, "to": ["ops@example.com", "gone@example.com"]},
     )
 
     assert resp.status_code == 200, resp.get_data(as_text=True)
@@ -222,23 +224,26 @@ def test_partially_refused_recipients_are_reported_with_code_and_text(
     refusal = body["refused"]["gone@example.com"]
     assert refusal["code"] == 550
     assert "5.1.1 No such user" in refusal["message"]
-    [delivered] = smtp_ssl.wait_for_messages(1)
+    [delivered] = server.wait_for_messages(1)
     assert delivered.rcpt_tos == ("ops@example.com",)
 
 
-def test_every_recipient_refused_permanently_is_502(
-    http_client: Any, smtp_ssl: SmtpTestServer, sender_env: SenderEnv
-) -> None:
-    sender_env.use(smtp_ssl)
-    smtp_ssl.reject_recipient("a@example.com", "550 5.1.1 No such user")
-    smtp_ssl.reject_recipient("b@example.com", "553 5.1.3 Bad address")
-    resp = _send(
-        http_client, {"to": ["a@example.com", "b@example.com"], "subject": "s", "text": "t"}
-    )
-
+def _assert_rejected(resp: Any) -> None:
+    """502 ``rejected`` and no Retry-After: sending the same message again cannot help."""
     assert resp.status_code == 502, resp.get_data(as_text=True)
     assert resp.get_json()["error"] == "rejected"
-    assert smtp_ssl.messages == []
+    assert "Retry-After" not in resp.headers
+
+
+def test_every_recipient_refused_permanently_is_502(
+    http_client: Any, server: SmtpTestServer
+) -> None:
+    server.reject_recipient("a@example.com", "550 5.1.1 No such user")
+    server.reject_recipient("b@example.com", "553 5.1.3 Bad address")
+    resp = _send(http_client, {**MESSAGE, "to": ["a@example.com", "b@example.com"]})
+
+    _assert_rejected(resp)
+    assert server.messages == []
 
 
 @pytest.mark.parametrize(
@@ -246,28 +251,13 @@ def test_every_recipient_refused_permanently_is_502(
     ["552 5.3.4 Message size exceeds fixed limit", "554 5.7.1 Message rejected as spam"],
 )
 def test_permanent_rejection_at_end_of_data_is_502(
-    http_client: Any, smtp_ssl: SmtpTestServer, sender_env: SenderEnv, reply: str
+    http_client: Any, server: SmtpTestServer, reply: str
 ) -> None:
-    sender_env.use(smtp_ssl)
-    smtp_ssl.fail_data(reply)
-    resp = _send(http_client, {"to": "ops@example.com", "subject": "s", "text": "t"})
+    server.fail_data(reply)
+    resp = _send(http_client, MESSAGE)
 
-    assert resp.status_code == 502, resp.get_data(as_text=True)
-    body = resp.get_json()
-    assert body["error"] == "rejected"
-    assert "Retry-After" not in resp.headers
-    assert smtp_ssl.messages == []
-
-
-def _assert_retryable(resp: Any) -> None:
-    assert resp.status_code == 503, resp.get_data(as_text=True)
-    body = resp.get_json()
-    assert body["error"] == "unavailable"
-    assert body["retryable"] is True
-    retry_after = resp.headers.get("Retry-After")
-    assert retry_after is not None
-    assert retry_after.isdigit()
-    assert int(retry_after) > 0
+    _assert_rejected(resp)
+    assert server.messages == []
 
 
 @pytest.mark.parametrize(
@@ -275,56 +265,43 @@ def _assert_retryable(resp: Any) -> None:
     [
         ("mail", "421 4.7.0 Try again later, closing connection"),
         ("mail", "451 4.3.0 Temporary local problem"),
+        ("rcpt", "450 4.2.1 Mailbox busy"),  # the only recipient: nobody accepted it
         ("data", "451 4.3.0 Mail server temporarily rejected message"),
         ("data", "452 4.3.1 Insufficient system storage"),
     ],
 )
 def test_transient_4xx_reply_is_503_with_retry_after(
-    http_client: Any, smtp_ssl: SmtpTestServer, sender_env: SenderEnv, where: str, reply: str
+    http_client: Any, server: SmtpTestServer, where: str, reply: str
 ) -> None:
-    sender_env.use(smtp_ssl)
     if where == "mail":
-        smtp_ssl.fail_mail_from(reply)
+        server.fail_mail_from(reply)
+    elif where == "rcpt":
+        server.reject_recipient(MESSAGE["to"], reply)
     else:
-        smtp_ssl.fail_data(reply)
-    resp = _send(http_client, {"to": "ops@example.com", "subject": "s", "text": "t"})
+        server.fail_data(reply)
+    resp = _send(http_client, MESSAGE)
 
-    _assert_retryable(resp)
-    assert smtp_ssl.messages == []
-
-
-def test_every_recipient_temporarily_refused_is_503(
-    http_client: Any, smtp_ssl: SmtpTestServer, sender_env: SenderEnv
-) -> None:
-    sender_env.use(smtp_ssl)
-    smtp_ssl.reject_recipient("ops@example.com", "450 4.2.1 Mailbox busy")
-    resp = _send(http_client, {"to": "ops@example.com", "subject": "s", "text": "t"})
-
-    _assert_retryable(resp)
-    assert smtp_ssl.messages == []
+    assert_retryable(resp)
+    assert server.messages == []
 
 
-def test_disconnect_after_data_is_transient(
-    http_client: Any, smtp_ssl: SmtpTestServer, sender_env: SenderEnv
-) -> None:
-    sender_env.use(smtp_ssl)
-    smtp_ssl.disconnect_after_data()
-    resp = _send(http_client, {"to": "ops@example.com", "subject": "s", "text": "t"})
+def test_disconnect_after_data_is_transient(http_client: Any, server: SmtpTestServer) -> None:
+    server.disconnect_after_data()
+    resp = _send(http_client, MESSAGE)
 
-    _assert_retryable(resp)
+    assert_retryable(resp)
 
 
 @pytest.mark.parametrize("where", ["greeting", "mail", "data"])
 def test_stalled_server_times_out_as_transient(
-    http_client: Any, smtp_ssl: SmtpTestServer, sender_env: SenderEnv, where: StallPoint
+    http_client: Any, server: SmtpTestServer, sender_env: SenderEnv, where: StallPoint
 ) -> None:
-    sender_env.use(smtp_ssl)
     sender_env.set(SMTP_TIMEOUT_S="1")
-    smtp_ssl.stall(where, 30)
-    resp = _send(http_client, {"to": "ops@example.com", "subject": "s", "text": "t"})
+    server.stall(where, 30)
+    resp = _send(http_client, MESSAGE)
 
-    _assert_retryable(resp)
-    assert smtp_ssl.messages == []
+    assert_retryable(resp)
+    assert server.messages == []
 
 
 def test_refused_connection_is_transient(
@@ -332,23 +309,21 @@ def test_refused_connection_is_transient(
 ) -> None:
     profile = sender_env.use(smtp_ssl)
     smtp_ssl.stop()  # the port is now closed: connection refused
-    resp = _send(http_client, {"to": "ops@example.com", "subject": "s", "text": "t"})
+    resp = _send(http_client, MESSAGE)
 
-    _assert_retryable(resp)
+    assert_retryable(resp)
     assert profile["port"] == smtp_ssl.port
 
 
 def test_success_is_logged_as_one_structured_line(
     http_client: Any,
-    smtp_ssl: SmtpTestServer,
-    sender_env: SenderEnv,
+    server: SmtpTestServer,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    sender_env.use(smtp_ssl)
-    smtp_ssl.reject_recipient("gone@example.com", "550 5.1.1 No such user")
+    server.reject_recipient("gone@example.com", "550 5.1.1 No such user")
     resp = _send(
         http_client,
-        {"to": ["ops@example.com", "gone@example.com"], "subject": "s", "text": "t"},
+        {**MESSAGE, "to": ["ops@example.com", "gone@example.com"]},
     )
 
     assert resp.status_code == 200
@@ -362,41 +337,21 @@ def test_success_is_logged_as_one_structured_line(
 
 
 def test_request_from_an_allowed_sender_is_used(
-    http_client: Any, smtp_ssl: SmtpTestServer, sender_env: SenderEnv
+    http_client: Any, server: SmtpTestServer, sender_env: SenderEnv
 ) -> None:
-    sender_env.use(smtp_ssl)
     sender_env.set(ALLOWED_SENDERS="reports@example.com")
-    resp = _send(
-        http_client,
-        {
-            "from": "Reports <reports@example.com>",
-            "to": "ops@example.com",
-            "subject": "s",
-            "text": "t",
-        },
+    delivered = _deliver_one(
+        http_client, server, {**MESSAGE, "from": "Reports <reports@example.com>"}
     )
 
-    assert resp.status_code == 200, resp.get_data(as_text=True)
-    [delivered] = smtp_ssl.wait_for_messages(1)
     assert delivered.message["From"].addresses[0].addr_spec == "reports@example.com"
 
 
-def test_extra_headers_are_added(
-    http_client: Any, smtp_ssl: SmtpTestServer, sender_env: SenderEnv
-) -> None:
-    sender_env.use(smtp_ssl)
-    resp = _send(
-        http_client,
-        {
-            "to": "ops@example.com",
-            "subject": "s",
-            "text": "t",
-            "headers": {"X-Ticket": "42", "X-Alert-Name": "디스크"},
-        },
+def test_extra_headers_are_added(http_client: Any, server: SmtpTestServer) -> None:
+    delivered = _deliver_one(
+        http_client, server, {**MESSAGE, "headers": {"X-Ticket": "42", "X-Alert-Name": "디스크"}}
     )
 
-    assert resp.status_code == 200, resp.get_data(as_text=True)
-    [delivered] = smtp_ssl.wait_for_messages(1)
     assert delivered.message["X-Ticket"] == "42"
     assert delivered.message["X-Alert-Name"] == "디스크"
 
@@ -405,35 +360,29 @@ def test_profile_without_from_uses_the_username_address(
     http_client: Any, smtp_ssl: SmtpTestServer, sender_env: SenderEnv
 ) -> None:
     sender_env.use(smtp_ssl, sender=None)
-    resp = _send(http_client, {"to": "ops@example.com", "subject": "s", "text": "t"})
+    delivered = _deliver_one(http_client, smtp_ssl, MESSAGE)
 
-    assert resp.status_code == 200, resp.get_data(as_text=True)
-    [delivered] = smtp_ssl.wait_for_messages(1)
     assert delivered.message["From"].addresses[0].addr_spec == "alerts@example.com"
 
 
 def test_nothing_is_sent_when_validation_fails_even_with_a_working_server(
-    http_client: Any, smtp_ssl: SmtpTestServer, sender_env: SenderEnv
+    http_client: Any, server: SmtpTestServer
 ) -> None:
     """Guard for the validation suite: the same server does accept a valid message."""
-    sender_env.use(smtp_ssl)
-    bad = _send(http_client, {"to": "not an address", "subject": "s", "text": "t"})
-    good = _send(http_client, {"to": "ops@example.com", "subject": "s", "text": "t"})
+    bad = _send(http_client, {**MESSAGE, "to": "not an address"})
+    good = _send(http_client, MESSAGE)
 
     assert bad.status_code == 400
     assert good.status_code == 200
-    assert len(smtp_ssl.wait_for_messages(1)) == 1
-    assert len(smtp_ssl.messages) == 1
+    assert len(server.wait_for_messages(1)) == 1
+    assert len(server.messages) == 1
 
 
 def test_internationalised_domain_goes_on_the_wire_as_idna(
-    http_client: Any, smtp_ssl: SmtpTestServer, sender_env: SenderEnv
+    http_client: Any, server: SmtpTestServer
 ) -> None:
-    sender_env.use(smtp_ssl)
-    resp = _send(http_client, {"to": "Ops <ops@bücher.example>", "subject": "s", "text": "t"})
+    delivered = _deliver_one(http_client, server, {**MESSAGE, "to": "Ops <ops@bücher.example>"})
 
-    assert resp.status_code == 200, resp.get_data(as_text=True)
-    [delivered] = smtp_ssl.wait_for_messages(1)
     assert delivered.rcpt_tos == ("ops@xn--bcher-kva.example",)
     [to] = delivered.message["To"].addresses
     assert to.domain.encode("idna") == b"xn--bcher-kva.example"
@@ -441,17 +390,11 @@ def test_internationalised_domain_goes_on_the_wire_as_idna(
 
 def test_trace_header_is_carried_into_the_log_lines(
     http_client: Any,
-    smtp_ssl: SmtpTestServer,
-    sender_env: SenderEnv,
+    server: SmtpTestServer,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    sender_env.use(smtp_ssl)
     trace = "105445aa7843bc8bf206b12000100000/1;o=1"
-    resp = http_client.post(
-        "/",
-        json={"to": "ops@example.com", "subject": "s", "text": "t"},
-        headers={"X-Cloud-Trace-Context": trace},
-    )
+    resp = _send(http_client, MESSAGE, **{"X-Cloud-Trace-Context": trace})
 
     assert resp.status_code == 200
     records = [r for r in log_records(capfd.readouterr().out) if r.get("message_id")]

@@ -16,13 +16,6 @@ VALID: dict[str, Any] = {"to": "ops@example.com", "subject": "s", "text": "t"}
 X_B64 = base64.b64encode(b"x").decode()
 
 
-@pytest.fixture
-def server(smtp_ssl: SmtpTestServer, sender_env: SenderEnv) -> SmtpTestServer:
-    """A working server and profile: whatever is refused is refused by validation."""
-    sender_env.use(smtp_ssl)
-    return smtp_ssl
-
-
 def _with(**changes: Any) -> dict[str, Any]:
     message = dict(VALID)
     for key, value in changes.items():
@@ -31,6 +24,14 @@ def _with(**changes: Any) -> dict[str, Any]:
         else:
             message[key] = value
     return message
+
+
+def _assert_refused(resp: Any, status: int | set[int], server: SmtpTestServer) -> None:
+    """Refused with *status* (or one of them) and an ``error`` in the JSON body, nothing sent."""
+    statuses = {status} if isinstance(status, int) else status
+    assert resp.status_code in statuses, resp.get_data(as_text=True)
+    assert resp.get_json()["error"]
+    assert_nothing_sent(server)
 
 
 def _fields(resp: Any) -> list[str]:
@@ -94,7 +95,7 @@ def test_invalid_message_is_400_naming_the_field_and_nothing_is_sent(
 ) -> None:
     resp = http_client.post("/", json=message)
 
-    assert resp.status_code == 400, resp.get_data(as_text=True)
+    _assert_refused(resp, 400, server)
     fields = _fields(resp)
     if field == "*":
         pass  # a message-level problem: any field name is acceptable, details must exist
@@ -102,7 +103,6 @@ def test_invalid_message_is_400_naming_the_field_and_nothing_is_sent(
         assert any(f.startswith(field[:-1]) for f in fields), fields
     else:
         assert field in fields, fields
-    assert_nothing_sent(server)
 
 
 def test_too_many_recipients_is_400(
@@ -114,17 +114,15 @@ def test_too_many_recipients_is_400(
     )
     resp = http_client.post("/", json=message)
 
-    assert resp.status_code == 400, resp.get_data(as_text=True)
+    _assert_refused(resp, 400, server)
     _fields(resp)
-    assert_nothing_sent(server)
 
 
 def test_default_recipient_limit_is_50(http_client: Any, server: SmtpTestServer) -> None:
     too_many = [f"user{i}@example.com" for i in range(51)]
     resp = http_client.post("/", json=_with(to=too_many))
 
-    assert resp.status_code == 400, resp.get_data(as_text=True)
-    assert_nothing_sent(server)
+    _assert_refused(resp, 400, server)
 
 
 def test_recipient_outside_allowed_list_is_400(
@@ -133,9 +131,8 @@ def test_recipient_outside_allowed_list_is_400(
     sender_env.set(ALLOWED_RECIPIENTS="example.com,boss@example.net")
     resp = http_client.post("/", json=_with(to=["ops@example.com", "x@elsewhere.org"]))
 
-    assert resp.status_code == 400, resp.get_data(as_text=True)
+    _assert_refused(resp, 400, server)
     assert "to[1]" in _fields(resp)
-    assert_nothing_sent(server)
 
 
 def test_sender_other_than_the_profile_from_is_400(
@@ -143,34 +140,25 @@ def test_sender_other_than_the_profile_from_is_400(
 ) -> None:
     resp = http_client.post("/", json=_with(**{"from": "Evil <evil@example.org>"}))
 
-    assert resp.status_code == 400, resp.get_data(as_text=True)
+    _assert_refused(resp, 400, server)
     assert any(f.startswith("from") for f in _fields(resp))
-    assert_nothing_sent(server)
 
 
-def test_malformed_json_is_400(http_client: Any, server: SmtpTestServer) -> None:
-    resp = http_client.post(
-        "/", data=b'{"to": "ops@example.com", ', headers={"Content-Type": "application/json"}
-    )
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"to": "ops@example.com", ',
+        json.dumps([VALID]).encode(),
+        json.dumps(VALID).encode().replace(b'"t"', b'"\xff\xfe"'),
+    ],
+    ids=["malformed JSON", "JSON that is not an object", "not UTF-8"],
+)
+def test_body_that_is_not_a_json_object_is_400(
+    http_client: Any, server: SmtpTestServer, body: bytes
+) -> None:
+    resp = http_client.post("/", data=body, headers={"Content-Type": "application/json"})
 
-    assert resp.status_code == 400, resp.get_data(as_text=True)
-    assert resp.get_json()["error"]
-    assert_nothing_sent(server)
-
-
-def test_json_that_is_not_an_object_is_400(http_client: Any, server: SmtpTestServer) -> None:
-    resp = http_client.post("/", json=[VALID])
-
-    assert resp.status_code == 400, resp.get_data(as_text=True)
-    assert_nothing_sent(server)
-
-
-def test_body_that_is_not_utf8_is_400(http_client: Any, server: SmtpTestServer) -> None:
-    raw = json.dumps(VALID).encode().replace(b'"t"', b'"\xff\xfe"')
-    resp = http_client.post("/", data=raw, headers={"Content-Type": "application/json"})
-
-    assert resp.status_code == 400, resp.get_data(as_text=True)
-    assert_nothing_sent(server)
+    _assert_refused(resp, 400, server)
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
@@ -180,9 +168,7 @@ def test_non_json_content_type_is_415(
     headers = {"Content-Type": content_type} if content_type else {}
     resp = http_client.post("/", data=json.dumps(VALID).encode(), headers=headers)
 
-    assert resp.status_code == 415, resp.get_data(as_text=True)
-    assert resp.get_json()["error"]
-    assert_nothing_sent(server)
+    _assert_refused(resp, 415, server)
 
 
 def test_json_with_charset_parameter_is_accepted(http_client: Any, server: SmtpTestServer) -> None:
@@ -200,9 +186,7 @@ def test_json_with_charset_parameter_is_accepted(http_client: Any, server: SmtpT
 def test_wrong_method_is_405(http_client: Any, server: SmtpTestServer, method: str) -> None:
     resp = http_client.open("/", method=method, json=VALID)
 
-    assert resp.status_code == 405, resp.get_data(as_text=True)
-    assert resp.get_json()["error"]
-    assert_nothing_sent(server)
+    _assert_refused(resp, 405, server)
 
 
 def test_oversize_body_is_413(
@@ -211,9 +195,7 @@ def test_oversize_body_is_413(
     sender_env.set(MAX_MESSAGE_BYTES="4096")
     resp = http_client.post("/", json=_with(text="x" * 10_000))
 
-    assert resp.status_code == 413, resp.get_data(as_text=True)
-    assert resp.get_json()["error"]
-    assert_nothing_sent(server)
+    _assert_refused(resp, 413, server)
 
 
 def test_built_message_over_the_limit_is_refused(
@@ -224,5 +206,4 @@ def test_built_message_over_the_limit_is_refused(
     blob = base64.b64encode(bytes(4200)).decode()
     resp = http_client.post("/", json=_with(attachments=[{"filename": "z.bin", "content": blob}]))
 
-    assert resp.status_code in {400, 413}, resp.get_data(as_text=True)
-    assert_nothing_sent(server)
+    _assert_refused(resp, {400, 413}, server)

@@ -15,21 +15,10 @@ from tests.support.smtp_server import SmtpTestServer
 MESSAGE: dict[str, Any] = {"to": "ops@example.com", "subject": "Disk 91% on db-1", "text": "t"}
 
 
-def _post_event(client: Any, message: dict[str, Any] | bytes, **kw: Any) -> Any:
-    headers, body = pubsub.cloudevent_request(message, **kw)
-    return client.post("/", data=body, headers=headers)
-
-
-@pytest.fixture
-def server(smtp_ssl: SmtpTestServer, sender_env: SenderEnv) -> SmtpTestServer:
-    sender_env.use(smtp_ssl)
-    return smtp_ssl
-
-
 def test_valid_event_delivers_and_logs_one_outcome_line(
     event_client: Any, server: SmtpTestServer, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    resp = _post_event(event_client, MESSAGE, event_id="evt-1001")
+    resp = pubsub.post_event(event_client, MESSAGE, event_id="evt-1001")
 
     assert resp.status_code == 200, resp.get_data(as_text=True)
     [delivered] = server.wait_for_messages(1)
@@ -45,8 +34,7 @@ def test_valid_event_delivers_and_logs_one_outcome_line(
 def test_raw_pubsub_push_envelope_is_converted_and_delivered(
     event_client: Any, server: SmtpTestServer
 ) -> None:
-    headers, body = pubsub.push_envelope(MESSAGE, message_id="push-77")
-    resp = event_client.post(pubsub.PUSH_PATH, data=body, headers=headers)
+    resp = pubsub.post_push(event_client, MESSAGE, message_id="push-77")
 
     assert resp.status_code == 200, resp.get_data(as_text=True)
     assert len(server.wait_for_messages(1)) == 1
@@ -57,7 +45,7 @@ def test_partial_refusal_is_acked_and_logged_with_the_refused_dict(
 ) -> None:
     server.reject_recipient("gone@example.com", "550 5.1.1 No such user")
     message = {**MESSAGE, "to": ["ops@example.com", "gone@example.com"]}
-    resp = _post_event(event_client, message)
+    resp = pubsub.post_event(event_client, message)
 
     assert resp.status_code == 200
     assert len(server.wait_for_messages(1)) == 1
@@ -85,7 +73,7 @@ def test_invalid_message_is_acked_with_one_error_line(
     capfd: pytest.CaptureFixture[str],
     data: dict[str, Any] | bytes,
 ) -> None:
-    resp = _post_event(event_client, data)
+    resp = pubsub.post_event(event_client, data)
 
     assert resp.status_code == 200, resp.get_data(as_text=True)
     out, err = capfd.readouterr()
@@ -98,7 +86,7 @@ def test_permanent_rejection_is_acked_with_one_error_line(
     event_client: Any, server: SmtpTestServer, capfd: pytest.CaptureFixture[str]
 ) -> None:
     server.fail_data("554 5.7.1 Rejected as spam")
-    resp = _post_event(event_client, MESSAGE)
+    resp = pubsub.post_event(event_client, MESSAGE)
 
     assert resp.status_code == 200, resp.get_data(as_text=True)
     assert len(records_at(log_records(capfd.readouterr().out), "ERROR")) == 1
@@ -116,7 +104,7 @@ def test_transient_failure_raises_so_pubsub_redelivers(
         server.fail_mail_from(reply)
     else:
         server.fail_data(reply)
-    resp = _post_event(event_client, MESSAGE)
+    resp = pubsub.post_event(event_client, MESSAGE)
 
     assert resp.status_code == 500
     assert server.messages == []
@@ -126,8 +114,8 @@ def test_redelivered_event_after_a_transient_failure_is_sent_once(
     event_client: Any, server: SmtpTestServer
 ) -> None:
     server.fail_mail_from("451 4.3.0 Temporary failure", times=1)
-    first = _post_event(event_client, MESSAGE, event_id="evt-retry")
-    second = _post_event(event_client, MESSAGE, event_id="evt-retry")
+    first = pubsub.post_event(event_client, MESSAGE, event_id="evt-retry")
+    second = pubsub.post_event(event_client, MESSAGE, event_id="evt-retry")
 
     assert first.status_code == 500
     assert second.status_code == 200, second.get_data(as_text=True)
@@ -137,8 +125,8 @@ def test_redelivered_event_after_a_transient_failure_is_sent_once(
 def test_same_event_delivered_twice_sends_one_email(
     event_client: Any, server: SmtpTestServer
 ) -> None:
-    first = _post_event(event_client, MESSAGE, event_id="evt-dup")
-    second = _post_event(event_client, MESSAGE, event_id="evt-dup")
+    first = pubsub.post_event(event_client, MESSAGE, event_id="evt-dup")
+    second = pubsub.post_event(event_client, MESSAGE, event_id="evt-dup")
 
     assert first.status_code == 200
     assert second.status_code == 200
@@ -153,23 +141,39 @@ def test_missing_secret_raises_and_logs_an_error(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     # No profile stored at all: the valid message must not be acked and lost.
-    resp = _post_event(event_client, MESSAGE)
+    resp = pubsub.post_event(event_client, MESSAGE)
 
     assert resp.status_code == 500
     assert records_at(log_records(capfd.readouterr().out), "ERROR")
     assert_nothing_sent(smtp_ssl)
 
 
-def test_event_older_than_max_age_is_dropped_with_a_warning(
+@pytest.mark.parametrize("form", ["cloudevent", "push envelope"])
+def test_event_older_than_max_age_is_acked_and_dropped_with_a_warning_naming_it(
     event_client: Any,
     server: SmtpTestServer,
     sender_env: SenderEnv,
     capfd: pytest.CaptureFixture[str],
+    form: str,
 ) -> None:
     sender_env.set(MAX_EVENT_AGE_S="3600")
     old = datetime.now(UTC) - timedelta(hours=2)
-    resp = _post_event(event_client, MESSAGE, time=old)
+    if form == "cloudevent":
+        resp = pubsub.post_event(event_client, MESSAGE, event_id="evt-old", time=old)
+    else:  # functions-framework makes the push's messageId / publishTime the event's id / time
+        resp = pubsub.post_push(event_client, MESSAGE, message_id="evt-old", time=old)
+
+    assert resp.status_code == 200, resp.get_data(as_text=True)  # redelivery would not help
+    [warning] = records_at(log_records(capfd.readouterr().out), "WARNING")
+    assert warning["message"] == "stale Pub/Sub event dropped"
+    assert warning["event_id"] == "evt-old"
+    assert 7100 < warning["age_s"] < 7300
+    assert_nothing_sent(server)
+
+
+def test_recent_event_is_not_stale(event_client: Any, server: SmtpTestServer) -> None:
+    recent = datetime.now(UTC) - timedelta(minutes=5)
+    resp = pubsub.post_event(event_client, MESSAGE, time=recent)
 
     assert resp.status_code == 200, resp.get_data(as_text=True)
-    assert records_at(log_records(capfd.readouterr().out), "WARNING")
-    assert_nothing_sent(server)
+    assert len(server.wait_for_messages(1)) == 1

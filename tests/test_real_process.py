@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.support.certs import CertBundle
+from tests.support.checks import assert_no_secret
 from tests.support.constants import CANARY_PASSWORD, SECRET_NAME, SMTP_USER
 from tests.support.ff_process import FunctionsFrameworkProcess
 from tests.support.pubsub import PROJECT
@@ -70,8 +71,7 @@ def test_http_function_process_sends_and_logs_json(
     assert busy.headers["Retry-After"]
     assert any(r.get("message_id") == body["message_id"] for r in records), records
     assert all("severity" in r for r in records)
-    assert CANARY_PASSWORD not in output
-    assert CANARY_PASSWORD not in resp.text + bad.text + busy.text
+    assert_no_secret(output, resp.text, bad.text, busy.text)
 
 
 def test_cloudevent_function_process_acks_and_redelivers(
@@ -95,4 +95,4 @@ def test_cloudevent_function_process_acks_and_redelivers(
     delivered = smtp_ssl.wait_for_messages(2)
     assert sorted(m.rcpt_tos[0] for m in delivered) == ["ops@example.com", "push@example.com"]
     assert [r for r in records if r.get("event_id") == "proc-evt-1" and r.get("message_id")]
-    assert CANARY_PASSWORD not in output
+    assert_no_secret(output)

@@ -9,9 +9,16 @@ from typing import Any
 import grpc
 import pytest
 
-from tests.support.checks import assert_nothing_sent, log_records
+from tests.support.checks import (
+    assert_misconfigured,
+    assert_nothing_sent,
+    assert_retryable,
+    log_records,
+    records_at,
+)
 from tests.support.constants import CANARY_PASSWORD, PROFILE_FROM, SECRET_ID, SECRET_NAME, SMTP_USER
 from tests.support.env import SenderEnv
+from tests.support.pubsub import PROJECT
 from tests.support.secret_manager_stub import SecretManagerStub
 from tests.support.smtp_server import SmtpTestServer
 
@@ -19,191 +26,150 @@ MESSAGE: dict[str, Any] = {"to": "ops@example.com", "subject": "s", "text": "t"}
 ROTATED_PASSWORD = "rotated-Pässwort-2-🔐"
 
 
-def _assert_misconfigured(resp: Any) -> None:
-    assert resp.status_code == 500, resp.get_data(as_text=True)
-    body = resp.get_json()
-    assert body["error"] == "misconfigured"
-    assert isinstance(body.get("detail"), str)
+def _send(client: Any) -> Any:
+    return client.post("/", json=MESSAGE)
+
+
+def _send_ok(client: Any) -> None:
+    resp = _send(client)
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+
+
+def _send_expecting_misconfigured(client: Any, server: SmtpTestServer) -> None:
+    """The send is refused as misconfigured and *server* saw no mail transaction."""
+    assert_misconfigured(_send(client))
+    assert_nothing_sent(server)
 
 
 def test_profile_is_read_once_and_cached_on_a_warm_instance(
-    http_client: Any,
-    smtp_ssl: SmtpTestServer,
-    sender_env: SenderEnv,
-    secret_manager: SecretManagerStub,
+    http_client: Any, server: SmtpTestServer, secret_manager: SecretManagerStub
 ) -> None:
-    sender_env.use(smtp_ssl)
     for _ in range(3):
-        resp = http_client.post("/", json=MESSAGE)
-        assert resp.status_code == 200, resp.get_data(as_text=True)
+        _send_ok(http_client)
 
-    assert len(smtp_ssl.wait_for_messages(3)) == 3
+    assert len(server.wait_for_messages(3)) == 3
     assert secret_manager.call_count("AccessSecretVersion") == 1
 
 
 def test_cache_ttl_zero_reads_every_time(
     http_client: Any,
-    smtp_ssl: SmtpTestServer,
+    server: SmtpTestServer,
     sender_env: SenderEnv,
     secret_manager: SecretManagerStub,
 ) -> None:
-    sender_env.use(smtp_ssl)
     sender_env.set(SMTP_PROFILE_CACHE_TTL_S="0")
     for _ in range(2):
-        assert http_client.post("/", json=MESSAGE).status_code == 200
+        _send_ok(http_client)
 
     assert secret_manager.call_count("AccessSecretVersion") == 2
 
 
 def test_rotated_password_works_on_a_warm_instance_with_exactly_one_reread(
     http_client: Any,
-    smtp_ssl: SmtpTestServer,
+    server: SmtpTestServer,
     sender_env: SenderEnv,
     secret_manager: SecretManagerStub,
 ) -> None:
-    sender_env.use(smtp_ssl)
-    assert http_client.post("/", json=MESSAGE).status_code == 200
+    _send_ok(http_client)
     assert secret_manager.call_count() == 1
 
     # The operator rotates: the provider gets a new password, the secret a new version.
-    smtp_ssl.set_password(SMTP_USER, ROTATED_PASSWORD)
-    sender_env.use(smtp_ssl, password=ROTATED_PASSWORD)
-    resp = http_client.post("/", json=MESSAGE)
+    server.set_password(SMTP_USER, ROTATED_PASSWORD)
+    sender_env.use(server, password=ROTATED_PASSWORD)
+    _send_ok(http_client)
 
-    assert resp.status_code == 200, resp.get_data(as_text=True)
-    assert len(smtp_ssl.wait_for_messages(2)) == 2
+    assert len(server.wait_for_messages(2)) == 2
     assert secret_manager.call_count() == 2
-    outcomes = [a.success for a in smtp_ssl.auth_attempts]
-    assert outcomes == [True, False, True]
+    assert [a.success for a in server.auth_attempts] == [True, False, True]
     # The new version is now cached: the next send reads nothing.
-    assert http_client.post("/", json=MESSAGE).status_code == 200
+    _send_ok(http_client)
     assert secret_manager.call_count() == 2
 
 
 def test_auth_failure_with_unchanged_secret_rereads_once_and_does_not_log_in_again(
     http_client: Any,
-    smtp_ssl: SmtpTestServer,
-    sender_env: SenderEnv,
+    server: SmtpTestServer,
     secret_manager: SecretManagerStub,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    sender_env.use(smtp_ssl)
-    smtp_ssl.set_password(SMTP_USER, ROTATED_PASSWORD)  # provider rotated, secret did not
-    resp = http_client.post("/", json=MESSAGE)
+    server.set_password(SMTP_USER, ROTATED_PASSWORD)  # provider rotated, secret did not
+    _send_expecting_misconfigured(http_client, server)
 
-    _assert_misconfigured(resp)
     assert secret_manager.call_count() == 2
-    assert [a.success for a in smtp_ssl.auth_attempts] == [False]
-    assert smtp_ssl.messages == []
-    errors = [r for r in log_records(capfd.readouterr().out) if r["severity"] == "ERROR"]
-    assert errors
+    assert [a.success for a in server.auth_attempts] == [False]
+    assert records_at(log_records(capfd.readouterr().out), "ERROR")
 
 
-def test_missing_secret_is_misconfigured(
-    http_client: Any, smtp_ssl: SmtpTestServer, sender_env: SenderEnv
+@pytest.mark.parametrize(
+    "smtp_secret",
+    [f"projects/{PROJECT}/secrets/never-created", f"{SECRET_NAME}/versions/7", None],
+    ids=["secret does not exist", "version does not exist", "no SMTP_SECRET configured"],
+)
+def test_secret_that_cannot_be_found_is_misconfigured(
+    http_client: Any, server: SmtpTestServer, sender_env: SenderEnv, smtp_secret: str | None
 ) -> None:
-    # No profile stored: the secret does not exist.
-    resp = http_client.post("/", json=MESSAGE)
+    sender_env.set(SMTP_SECRET=smtp_secret)
 
-    _assert_misconfigured(resp)
-    assert_nothing_sent(smtp_ssl)
-
-
-def test_missing_version_is_misconfigured(
-    http_client: Any, smtp_ssl: SmtpTestServer, sender_env: SenderEnv
-) -> None:
-    sender_env.use(smtp_ssl)
-    sender_env.set(SMTP_SECRET=f"{SECRET_NAME}/versions/7")
-    resp = http_client.post("/", json=MESSAGE)
-
-    _assert_misconfigured(resp)
-    assert_nothing_sent(smtp_ssl)
+    _send_expecting_misconfigured(http_client, server)
 
 
 def test_permission_denied_is_misconfigured(
-    http_client: Any,
-    smtp_ssl: SmtpTestServer,
-    sender_env: SenderEnv,
-    secret_manager: SecretManagerStub,
+    http_client: Any, server: SmtpTestServer, secret_manager: SecretManagerStub
 ) -> None:
-    sender_env.use(smtp_ssl)
     secret_manager.fail_next(None, grpc.StatusCode.PERMISSION_DENIED)
-    resp = http_client.post("/", json=MESSAGE)
 
-    _assert_misconfigured(resp)
-    assert_nothing_sent(smtp_ssl)
+    _send_expecting_misconfigured(http_client, server)
 
 
 def test_secret_manager_unavailable_is_503(
-    http_client: Any,
-    smtp_ssl: SmtpTestServer,
-    sender_env: SenderEnv,
-    secret_manager: SecretManagerStub,
+    http_client: Any, server: SmtpTestServer, secret_manager: SecretManagerStub
 ) -> None:
-    sender_env.use(smtp_ssl)
     secret_manager.fail_next(None, grpc.StatusCode.UNAVAILABLE)
-    resp = http_client.post("/", json=MESSAGE)
 
-    assert resp.status_code == 503, resp.get_data(as_text=True)
-    body = resp.get_json()
-    assert body["error"] == "unavailable"
-    assert body["retryable"] is True
-    assert resp.headers.get("Retry-After")
-    assert_nothing_sent(smtp_ssl)
+    assert_retryable(_send(http_client))
+    assert_nothing_sent(server)
     # It retried (a blip must not fail a send) and then gave up: the call returned.
     assert secret_manager.call_count() >= 2
 
 
 def test_one_unavailable_blip_is_retried(
-    http_client: Any,
-    smtp_ssl: SmtpTestServer,
-    sender_env: SenderEnv,
-    secret_manager: SecretManagerStub,
+    http_client: Any, server: SmtpTestServer, secret_manager: SecretManagerStub
 ) -> None:
-    sender_env.use(smtp_ssl)
     secret_manager.fail_next(1, grpc.StatusCode.UNAVAILABLE)
-    resp = http_client.post("/", json=MESSAGE)
+    _send_ok(http_client)
 
-    assert resp.status_code == 200, resp.get_data(as_text=True)
     assert secret_manager.call_count() == 2
 
 
 def test_corrupt_checksum_is_never_used(
-    http_client: Any,
-    smtp_ssl: SmtpTestServer,
-    sender_env: SenderEnv,
-    secret_manager: SecretManagerStub,
+    http_client: Any, server: SmtpTestServer, secret_manager: SecretManagerStub
 ) -> None:
-    sender_env.use(smtp_ssl)
     secret_manager.corrupt_checksum = True
-    resp = http_client.post("/", json=MESSAGE)
+    resp = _send(http_client)
 
     assert resp.status_code in {500, 503}, resp.get_data(as_text=True)
-    assert_nothing_sent(smtp_ssl)
-    assert smtp_ssl.auth_attempts == []
+    assert_nothing_sent(server)
+    assert server.auth_attempts == []
 
 
 def test_bare_secret_name_uses_google_cloud_project(
-    http_client: Any, smtp_ssl: SmtpTestServer, sender_env: SenderEnv
+    http_client: Any, server: SmtpTestServer, sender_env: SenderEnv
 ) -> None:
-    sender_env.use(smtp_ssl)
     sender_env.set(SMTP_SECRET=SECRET_ID)
-    resp = http_client.post("/", json=MESSAGE)
+    _send_ok(http_client)
 
-    assert resp.status_code == 200, resp.get_data(as_text=True)
-    assert len(smtp_ssl.wait_for_messages(1)) == 1
+    assert len(server.wait_for_messages(1)) == 1
 
 
 def test_named_version_is_used_instead_of_latest(
-    http_client: Any, smtp_ssl: SmtpTestServer, sender_env: SenderEnv
+    http_client: Any, server: SmtpTestServer, sender_env: SenderEnv
 ) -> None:
-    sender_env.use(smtp_ssl)  # version 1: works
-    sender_env.use(smtp_ssl, password="wrong-on-purpose")  # version 2 (latest): would fail
+    # The `server` fixture stored version 1, which works; version 2 (latest) would fail.
+    sender_env.use(server, password="wrong-on-purpose")
     sender_env.set(SMTP_SECRET=f"{SECRET_NAME}/versions/1")
-    resp = http_client.post("/", json=MESSAGE)
+    _send_ok(http_client)
 
-    assert resp.status_code == 200, resp.get_data(as_text=True)
-    assert [a.success for a in smtp_ssl.auth_attempts] == [True]
+    assert [a.success for a in server.auth_attempts] == [True]
 
 
 def test_bare_password_secret_with_settings_from_the_environment(
@@ -217,9 +183,8 @@ def test_bare_password_secret_with_settings_from_the_environment(
         SMTP_SECURITY="starttls",
         SMTP_FROM=PROFILE_FROM,
     )
-    resp = http_client.post("/", json=MESSAGE)
+    _send_ok(http_client)
 
-    assert resp.status_code == 200, resp.get_data(as_text=True)
     assert [a.success for a in smtp_starttls.auth_attempts] == [True]
 
 
@@ -236,10 +201,8 @@ def test_malformed_profile_is_misconfigured(
     http_client: Any, smtp_ssl: SmtpTestServer, sender_env: SenderEnv, payload: str
 ) -> None:
     sender_env.store(payload)
-    resp = http_client.post("/", json=MESSAGE)
 
-    _assert_misconfigured(resp)
-    assert_nothing_sent(smtp_ssl)
+    _send_expecting_misconfigured(http_client, smtp_ssl)
 
 
 def test_profile_without_from_and_username_not_an_address_is_misconfigured(
@@ -247,10 +210,8 @@ def test_profile_without_from_and_username_not_an_address_is_misconfigured(
 ) -> None:
     smtp_ssl.set_password("relay-user", CANARY_PASSWORD)
     sender_env.use(smtp_ssl, username="relay-user", sender=None)
-    resp = http_client.post("/", json=MESSAGE)
 
-    _assert_misconfigured(resp)
-    assert smtp_ssl.messages == []
+    _send_expecting_misconfigured(http_client, smtp_ssl)
 
 
 def test_local_profile_file_skips_secret_manager(
@@ -265,17 +226,7 @@ def test_local_profile_file_skips_secret_manager(
         json.dumps(smtp_ssl.profile(username=SMTP_USER, password=CANARY_PASSWORD)), "utf-8"
     )
     sender_env.set(SMTP_SECRET=None, SMTP_SECRET_FILE=str(profile_file))
-    resp = http_client.post("/", json=MESSAGE)
+    _send_ok(http_client)
 
-    assert resp.status_code == 200, resp.get_data(as_text=True)
     assert len(smtp_ssl.wait_for_messages(1)) == 1
     assert secret_manager.call_count() == 0
-
-
-def test_no_secret_configured_is_misconfigured(
-    http_client: Any, smtp_ssl: SmtpTestServer, sender_env: SenderEnv
-) -> None:
-    sender_env.set(SMTP_SECRET=None)
-    resp = http_client.post("/", json=MESSAGE)
-
-    _assert_misconfigured(resp)

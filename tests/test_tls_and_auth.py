@@ -10,23 +10,37 @@ from typing import Any
 import pytest
 
 from tests.support.certs import CertBundle
-from tests.support.checks import assert_nothing_sent, log_records
+from tests.support.checks import assert_misconfigured, assert_nothing_sent, log_records
 from tests.support.constants import CANARY_PASSWORD, SMTP_USER
 from tests.support.env import SenderEnv
-from tests.support.smtp_server import SmtpMode, SmtpTestServer
+from tests.support.smtp_server import SessionLog, SmtpMode, SmtpTestServer
 
 MESSAGE: dict[str, Any] = {"to": "ops@example.com", "subject": "s", "text": "t"}
 
 
-def test_implicit_tls_authenticates_inside_tls(
-    http_client: Any, smtp_ssl: SmtpTestServer, sender_env: SenderEnv
-) -> None:
-    sender_env.use(smtp_ssl)
-    resp = http_client.post("/", json=MESSAGE)
+def _send(client: Any) -> Any:
+    return client.post("/", json=MESSAGE)
 
+
+def _deliver_one_session(client: Any, server: SmtpTestServer) -> SessionLog:
+    """Send, expect 200 and one delivered message; return the one SMTP session that made it."""
+    resp = _send(client)
     assert resp.status_code == 200, resp.get_data(as_text=True)
-    smtp_ssl.wait_for_messages(1)
-    [session] = smtp_ssl.sessions
+    server.wait_for_messages(1)
+    [session] = server.sessions
+    return session
+
+
+def _assert_refused_before_login(resp: Any, server: SmtpTestServer) -> None:
+    """The send failed as a delivery problem before the password was offered or mail sent."""
+    assert resp.status_code in {502, 503}, resp.get_data(as_text=True)
+    assert_nothing_sent(server)
+    assert server.auth_attempts == []
+
+
+def test_implicit_tls_authenticates_inside_tls(http_client: Any, server: SmtpTestServer) -> None:
+    session = _deliver_one_session(http_client, server)
+
     assert session.tls_from_start
     [attempt] = session.auth_attempts
     assert attempt.success
@@ -38,11 +52,8 @@ def test_starttls_upgrades_before_auth(
     http_client: Any, smtp_starttls: SmtpTestServer, sender_env: SenderEnv
 ) -> None:
     sender_env.use(smtp_starttls)
-    resp = http_client.post("/", json=MESSAGE)
+    session = _deliver_one_session(http_client, smtp_starttls)
 
-    assert resp.status_code == 200, resp.get_data(as_text=True)
-    smtp_starttls.wait_for_messages(1)
-    [session] = smtp_starttls.sessions
     assert session.starttls_done
     commands = session.commands
     # EHLO, STARTTLS, EHLO again, and only then AUTH and the mail transaction.
@@ -66,7 +77,7 @@ def test_unicode_password_works_with_each_auth_mechanism(
         mode, certs=test_ca, users={SMTP_USER: CANARY_PASSWORD}, auth_mechanisms={mechanism}
     ) as server:
         sender_env.use(server)
-        resp = http_client.post("/", json=MESSAGE)
+        resp = _send(http_client)
 
         assert resp.status_code == 200, resp.get_data(as_text=True)
         server.wait_for_messages(1)
@@ -79,11 +90,8 @@ def test_profile_without_username_sends_no_auth_but_still_uses_tls(
     http_client: Any, smtp_starttls: SmtpTestServer, sender_env: SenderEnv
 ) -> None:
     sender_env.use(smtp_starttls, username=None, password=None)
-    resp = http_client.post("/", json=MESSAGE)
+    session = _deliver_one_session(http_client, smtp_starttls)
 
-    assert resp.status_code == 200, resp.get_data(as_text=True)
-    smtp_starttls.wait_for_messages(1)
-    [session] = smtp_starttls.sessions
     assert session.starttls_done
     assert not session.auth_attempted
 
@@ -106,37 +114,20 @@ def test_untrusted_certificate_is_refused_and_nothing_is_sent(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     sender_env.use(untrusted_server)
-    resp = http_client.post("/", json=MESSAGE)
-
-    assert resp.status_code in {502, 503}, resp.get_data(as_text=True)
-    assert_nothing_sent(untrusted_server)
-    assert untrusted_server.auth_attempts == []
+    _assert_refused_before_login(_send(http_client), untrusted_server)
     logged = " ".join(str(r) for r in log_records(capfd.readouterr().out)).lower()
     assert "certificate" in logged
 
 
+@pytest.mark.parametrize("ca_file", [None, ""], ids=["SMTP_CA_FILE unset", "SMTP_CA_FILE empty"])
 def test_system_roots_alone_do_not_trust_the_test_ca(
-    http_client: Any, smtp_ssl: SmtpTestServer, sender_env: SenderEnv
+    http_client: Any, server: SmtpTestServer, sender_env: SenderEnv, ca_file: str | None
 ) -> None:
-    """Without SMTP_CA_FILE the test CA is unknown: verification is really on."""
-    sender_env.use(smtp_ssl)
-    sender_env.set(SMTP_CA_FILE=None)
-    resp = http_client.post("/", json=MESSAGE)
+    """Without SMTP_CA_FILE (an empty one means unset) the test CA is unknown: verification is
+    really on."""
+    sender_env.set(SMTP_CA_FILE=ca_file)
 
-    assert resp.status_code in {502, 503}, resp.get_data(as_text=True)
-    assert_nothing_sent(smtp_ssl)
-    assert smtp_ssl.auth_attempts == []
-
-
-def test_empty_ca_file_setting_means_unset(
-    http_client: Any, smtp_ssl: SmtpTestServer, sender_env: SenderEnv
-) -> None:
-    sender_env.use(smtp_ssl)
-    sender_env.set(SMTP_CA_FILE="")
-    resp = http_client.post("/", json=MESSAGE)
-
-    assert resp.status_code in {502, 503}, resp.get_data(as_text=True)
-    assert_nothing_sent(smtp_ssl)
+    _assert_refused_before_login(_send(http_client), server)
 
 
 def test_certificate_for_another_host_name_is_refused(
@@ -148,11 +139,8 @@ def test_certificate_for_another_host_name_is_refused(
         SmtpMode.SSL, certs=wrong_name, users={SMTP_USER: CANARY_PASSWORD}
     ) as server:
         sender_env.use(server)
-        resp = http_client.post("/", json=MESSAGE)
 
-        assert resp.status_code in {502, 503}, resp.get_data(as_text=True)
-        assert_nothing_sent(server)
-        assert server.auth_attempts == []
+        _assert_refused_before_login(_send(http_client), server)
 
 
 def test_server_without_starttls_gets_no_auth_and_no_mail(
@@ -162,12 +150,9 @@ def test_server_without_starttls_gets_no_auth_and_no_mail(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     sender_env.use(smtp_plain, security="starttls")
-    resp = http_client.post("/", json=MESSAGE)
 
-    assert resp.status_code in {502, 503}, resp.get_data(as_text=True)
-    assert_nothing_sent(smtp_plain)
     # The trap server advertised AUTH in clear; the client must not have taken it.
-    assert smtp_plain.auth_attempts == []
+    _assert_refused_before_login(_send(http_client), smtp_plain)
     for session in smtp_plain.sessions:
         assert "AUTH" not in session.commands
     logged = " ".join(str(r) for r in log_records(capfd.readouterr().out)).lower()
@@ -178,7 +163,7 @@ def test_security_none_with_credentials_never_sends_them_in_clear(
     http_client: Any, smtp_plain: SmtpTestServer, sender_env: SenderEnv
 ) -> None:
     sender_env.use(smtp_plain, security="none")
-    resp = http_client.post("/", json=MESSAGE)
+    resp = _send(http_client)
 
     assert resp.status_code != 200, resp.get_data(as_text=True)
     assert smtp_plain.auth_attempts == []
@@ -189,7 +174,7 @@ def test_security_none_without_credentials_delivers_to_a_loopback_relay(
     http_client: Any, smtp_plain: SmtpTestServer, sender_env: SenderEnv
 ) -> None:
     sender_env.use(smtp_plain, security="none", username=None, password=None)
-    resp = http_client.post("/", json=MESSAGE)
+    resp = _send(http_client)
 
     assert resp.status_code == 200, resp.get_data(as_text=True)
     [delivered] = smtp_plain.wait_for_messages(1)
@@ -203,23 +188,20 @@ def test_security_none_to_a_non_loopback_host_is_misconfigured(
     profile = smtp_plain.profile(security="none")
     profile["host"] = "mail.example.com"  # never contacted: refused before connecting
     sender_env.store(json.dumps(profile))
-    resp = http_client.post("/", json=MESSAGE)
+    resp = _send(http_client)
 
-    assert resp.status_code == 500, resp.get_data(as_text=True)
-    assert resp.get_json()["error"] == "misconfigured"
+    assert_misconfigured(resp)
 
 
 def test_wrong_password_is_not_retried_with_the_same_secret(
-    http_client: Any, smtp_ssl: SmtpTestServer, sender_env: SenderEnv
+    http_client: Any, server: SmtpTestServer
 ) -> None:
     """One failed login, one re-read of the secret, no second login with the same password."""
-    sender_env.use(smtp_ssl)
-    smtp_ssl.set_password(SMTP_USER, "the-provider-changed-it")
-    resp = http_client.post("/", json=MESSAGE)
+    server.set_password(SMTP_USER, "the-provider-changed-it")
+    resp = _send(http_client)
 
-    assert resp.status_code == 500, resp.get_data(as_text=True)
-    assert resp.get_json()["error"] == "misconfigured"
-    attempts = smtp_ssl.auth_attempts
+    assert_misconfigured(resp)
+    attempts = server.auth_attempts
     assert len(attempts) == 1
     assert not attempts[0].success
-    assert smtp_ssl.messages == []
+    assert server.messages == []

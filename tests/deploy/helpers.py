@@ -23,23 +23,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.loopback import OFFLINE_ENV
+
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY_SH = REPO / "deploy.sh"
 
-# Keep gcloud and google-auth off the network and away from the user's own configuration.
-OFFLINE_ENV: dict[str, str] = {
-    "CLOUDSDK_CORE_DISABLE_USAGE_REPORTING": "true",
-    "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK": "true",
-    "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
-    "NO_GCE_CHECK": "true",
-    "GCE_METADATA_HOST": "127.0.0.1:9",
-    "GCE_METADATA_IP": "127.0.0.1:9",
-    # gcloud's own on-GCE probe ignores the google-auth variables above: it resolves
-    # metadata.google.internal (a DNS query leaving the machine) unless GCE_METADATA_ROOT
-    # points it elsewhere; the property stops the probe where gcloud honours it.
-    "GCE_METADATA_ROOT": "127.0.0.1:9",
-    "CLOUDSDK_CORE_CHECK_GCE_METADATA": "false",
-}
 
 # gcloud's answer once it has parsed the flags and needs credentials it does not have.
 AUTH_MESSAGES = (

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import smtplib
-import socket
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -16,16 +15,10 @@ from devstack.outbox import Outbox
 from devstack.settings import HOST
 from devstack.smtp_server import DevSmtpServer
 from devstack.web import OutboxWebServer
+from tests.support.loopback import free_port
 
 USERNAME = "dev"
 PASSWORD = "s3cret-dev-password"
-
-
-def free_port() -> int:
-    """A port nothing listens on right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

@@ -23,20 +23,13 @@ from pathlib import Path
 import pytest
 
 from devstack.settings import HOST
-
-from .conftest import free_port
+from tests.support.loopback import OFFLINE_ENV, free_port
 
 pytestmark = pytest.mark.process
 
 REPO = Path(__file__).resolve().parents[2]
 READY_LINE = "Ctrl-C stops everything"
 STARTUP_S = 90.0  # two functions-framework processes importing google-cloud on 2 busy cores
-OFFLINE_ENV = {
-    "CLOUDSDK_CORE_DISABLE_USAGE_REPORTING": "true",
-    "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK": "true",
-    "NO_GCE_CHECK": "true",
-    "GCE_METADATA_HOST": "127.0.0.1:9",
-}
 
 
 def _processes_mentioning(text: str) -> list[int]:
@@ -69,7 +62,7 @@ class Stack:
         self.workdir = workdir
         self.ports = {name: free_port() for name in ("HTTP", "EVENT", "OUTBOX", "SMTP")}
         self.log = workdir / "devstack.log"
-        env = {
+        self.env = env = {
             **os.environ,
             **OFFLINE_ENV,
             "PYTHONPATH": str(REPO),
@@ -187,3 +180,24 @@ def test_http_and_cloudevent_mail_lands_in_the_outbox(stack: Stack) -> None:
     for name, port in stack.ports.items():
         assert _port_free(port), f"{name} port {port} still in use after Ctrl-C"
         assert _processes_mentioning(f"--port={port}") == [], f"stray process on {name}"
+
+
+def test_send_example_sends_an_alert_an_alertmanager_webhook_and_an_event(stack: Stack) -> None:
+    """`make send-example` against the running stack: three messages, all in the outbox."""
+    finished = subprocess.run(
+        [sys.executable, "-m", "devstack.send_example"],
+        cwd=stack.workdir,
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    subjects = set()
+    for path in (stack.workdir / "outbox").glob("*.eml"):
+        message = message_from_bytes(path.read_bytes(), policy=policy.default)
+        subjects.add(str(message["Subject"]))
+    assert "[FIRING] Disk 91% on db-1" in subjects, stack.output()
+    assert "[FIRING:2] HighLatency" in subjects
+    assert any("야간 백업 완료" in subject for subject in subjects)

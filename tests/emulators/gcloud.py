@@ -19,7 +19,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+from tests.support.loopback import OFFLINE_ENV, free_port
 
 Kind = Literal["pubsub", "firestore"]
 KINDS: tuple[Kind, ...] = ("pubsub", "firestore")
@@ -44,13 +45,6 @@ _HOST_VARIABLE = {"pubsub": "PUBSUB_EMULATOR_HOST", "firestore": "FIRESTORE_EMUL
 DEFAULT_START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 10.0
 
-OFFLINE_ENV = {
-    "CLOUDSDK_CORE_DISABLE_USAGE_REPORTING": "true",
-    "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK": "true",
-    "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
-    "NO_GCE_CHECK": "true",
-    "GCE_METADATA_HOST": "127.0.0.1:9",
-}
 
 # Loopback only, never through a proxy that http_proxy might name.
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -62,13 +56,6 @@ class EmulatorUnavailableError(RuntimeError):
 
 class EmulatorStartError(RuntimeError):
     """The emulator is installed but did not come up; the message ends with its log."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def check_installed(kind: Kind) -> None:

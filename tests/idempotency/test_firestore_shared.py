@@ -34,12 +34,6 @@ StartFunction = Callable[[str], FunctionsFrameworkProcess]
 
 
 @pytest.fixture
-def server(smtp_ssl: SmtpTestServer, sender_env: SenderEnv) -> SmtpTestServer:
-    sender_env.use(smtp_ssl)
-    return smtp_ssl
-
-
-@pytest.fixture
 def collection() -> str:
     return f"idempotency-{uuid.uuid4().hex[:12]}"
 

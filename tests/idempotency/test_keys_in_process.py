@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -11,23 +10,11 @@ from sender import service
 from sender.config import Settings
 from sender.ledger import Claimed
 from tests.support import pubsub
-from tests.support.checks import assert_nothing_sent, log_records, records_at
-from tests.support.env import SenderEnv
+from tests.support.checks import assert_nothing_sent, log_records
 from tests.support.smtp_server import SmtpTestServer
 
 MESSAGE: dict[str, Any] = {"to": "ops@example.com", "subject": "Disk 91% on db-1", "text": "t"}
 DEFERRED = "450 4.2.1 Mailbox busy, try later"
-
-
-@pytest.fixture
-def server(smtp_ssl: SmtpTestServer, sender_env: SenderEnv) -> SmtpTestServer:
-    sender_env.use(smtp_ssl)
-    return smtp_ssl
-
-
-def _post_event(client: Any, message: dict[str, Any], **kw: Any) -> Any:
-    headers, body = pubsub.cloudevent_request(message, **kw)
-    return client.post("/", data=body, headers=headers)
 
 
 def copies_for(server: SmtpTestServer, address: str) -> int:
@@ -103,7 +90,7 @@ def test_redelivered_event_is_acked_with_an_info_line_and_not_sent_again(
     event_client: Any, server: SmtpTestServer, capfd: pytest.CaptureFixture[str]
 ) -> None:
     for _ in range(2):
-        assert _post_event(event_client, MESSAGE, event_id="evt-dup").status_code == 200
+        assert pubsub.post_event(event_client, MESSAGE, event_id="evt-dup").status_code == 200
     [delivered] = server.wait_for_messages(1)
     records = log_records(capfd.readouterr().out)
     [dup] = [r for r in records if r["message"].startswith("duplicate")]
@@ -120,19 +107,19 @@ def test_partial_4xx_is_redelivered_and_only_the_owed_recipient_gets_the_retry(
     server.reject_recipient("gone@example.com", "550 5.1.1 No such user")
     message = {**MESSAGE, "to": ["ops@example.com", "busy@example.com", "gone@example.com"]}
 
-    first = _post_event(event_client, message, event_id="evt-partial")
+    first = pubsub.post_event(event_client, message, event_id="evt-partial")
     assert first.status_code == 500  # raised: Pub/Sub must deliver it again
     server.wait_for_messages(1)
     assert server.messages[0].rcpt_tos == ("ops@example.com",)
 
     server.clear_faults()
-    second = _post_event(event_client, message, event_id="evt-partial")
+    second = pubsub.post_event(event_client, message, event_id="evt-partial")
     assert second.status_code == 200
     server.wait_for_messages(2)
     assert server.messages[1].rcpt_tos == ("busy@example.com",)  # not ops, not gone (final 5xx)
     assert server.messages[1].message["Message-ID"] == server.messages[0].message["Message-ID"]
 
-    assert _post_event(event_client, message, event_id="evt-partial").status_code == 200
+    assert pubsub.post_event(event_client, message, event_id="evt-partial").status_code == 200
     assert copies_for(server, "ops@example.com") == 1
     assert copies_for(server, "busy@example.com") == 1
     assert copies_for(server, "gone@example.com") == 0
@@ -163,27 +150,3 @@ def test_http_partial_4xx_retry_with_the_same_key_sends_only_to_the_owed(
     server.wait_for_messages(2)
     assert copies_for(server, "ops@example.com") == 1
     assert copies_for(server, "busy@example.com") == 1
-
-
-def test_stale_event_is_dropped_with_a_warning_naming_it(
-    event_client: Any,
-    server: SmtpTestServer,
-    sender_env: SenderEnv,
-    capfd: pytest.CaptureFixture[str],
-) -> None:
-    sender_env.set(MAX_EVENT_AGE_S="3600")
-    old = datetime.now(UTC) - timedelta(hours=2)
-    resp = _post_event(event_client, MESSAGE, event_id="evt-old", time=old)
-
-    assert resp.status_code == 200  # acked: redelivering it would not make it fresher
-    [warning] = records_at(log_records(capfd.readouterr().out), "WARNING")
-    assert warning["message"] == "stale Pub/Sub event dropped"
-    assert warning["event_id"] == "evt-old"
-    assert 7100 < warning["age_s"] < 7300
-    assert_nothing_sent(server)
-
-
-def test_recent_event_is_not_stale(event_client: Any, server: SmtpTestServer) -> None:
-    recent = datetime.now(UTC) - timedelta(minutes=5)
-    assert _post_event(event_client, MESSAGE, time=recent).status_code == 200
-    assert len(server.wait_for_messages(1)) == 1

@@ -10,6 +10,7 @@ import pytest
 from sender.ledger import Busy, Claim, Claimed, ClaimResult, Duplicate, Ledger, MemoryLedger
 from sender.outcome import Refusal
 from tests.idempotency.conftest import LEASE_S, TTL_S, FakeClock, LedgerFactory
+from tests.support.loopback import free_port
 
 MID = "<k1@smtp-sender.test>"
 USER_UNKNOWN = Refusal(550, "5.1.1 no such user")
@@ -205,7 +206,6 @@ def test_unreachable_firestore_is_a_transient_error(
 ) -> None:
     from sender.ledger_firestore import FirestoreLedger
     from sender.outcome import LedgerUnavailableError
-    from tests.emulators.gcloud import free_port
 
     monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", f"127.0.0.1:{free_port()}")  # nobody listens
     ledger = FirestoreLedger(collection="down", lease_s=LEASE_S, timeout_s=1.0)

@@ -28,12 +28,6 @@ DELIVERY_TIMEOUT_S = 90.0
 
 
 @pytest.fixture
-def server(smtp_ssl: SmtpTestServer, sender_env: SenderEnv) -> SmtpTestServer:
-    sender_env.use(smtp_ssl)
-    return smtp_ssl
-
-
-@pytest.fixture
 def function(
     server: SmtpTestServer, sender_env: SenderEnv, tmp_path: Path
 ) -> Iterator[FunctionsFrameworkProcess]:

@@ -20,7 +20,8 @@ import pytest
 from tests.mta.conftest import MtaTier
 from tests.mta.mailbox import Delivered
 from tests.mta.tier import DEFAULT_PASSWORD
-from tests.support.ff_process import OFFLINE_ENV, FunctionsFrameworkProcess, HttpResult
+from tests.support.ff_process import FunctionsFrameworkProcess, HttpResult
+from tests.support.loopback import OFFLINE_ENV
 from tests.support.pubsub import PROJECT
 from tests.support.secret_manager_stub import SecretManagerStub
 

@@ -8,6 +8,12 @@ Modules (names are stable; other test tiers import them):
   also runnable as ``python -m tests.support.secret_manager_stub``.
 - ``tests.support.ff_process``: functions-framework as a real process (`FunctionsFrameworkProcess`)
   plus CloudEvent / Pub/Sub push helpers.
-- ``tests.support.payloads``: builders for Pub/Sub CloudEvents shared by in-process and process
-  tests.
+- ``tests.support.pubsub``: builders for Pub/Sub CloudEvents and push envelopes shared by
+  in-process and process tests (`post_event` / `post_push` for a Flask test client).
+- ``tests.support.checks``: shared assertions (nothing sent, misconfigured, retryable, no secret
+  leaked) and log-line parsing.
+- ``tests.support.env`` / ``tests.support.constants``: the ``sender_env`` fixture's type and the
+  names and values the fixtures agree on.
+- ``tests.support.loopback``: the offline-gcloud environment (`OFFLINE_ENV`) and `free_port`.
+- ``tests.support.lifecycle``: `StartStop`, the ``with`` protocol the servers above share.
 """

@@ -1,14 +1,28 @@
-"""Small assertions shared by the behaviour tests."""
+"""Small assertions shared by the behaviour tests.
+
+*resp* below is a Flask test-client response (``http_client.post(...)``).
+"""
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Iterable
 from typing import Any
 
+from tests.support.constants import CANARY_PASSWORD, SMTP_USER
 from tests.support.ff_process import parse_json_lines
 from tests.support.smtp_server import SmtpTestServer
 
-__all__ = ["assert_nothing_sent", "log_records", "parse_json_lines", "records_at"]
+__all__ = [
+    "assert_misconfigured",
+    "assert_no_secret",
+    "assert_nothing_sent",
+    "assert_retryable",
+    "log_records",
+    "parse_json_lines",
+    "records_at",
+]
 
 
 def log_records(text: str) -> list[dict[str, Any]]:
@@ -27,3 +41,45 @@ def assert_nothing_sent(server: SmtpTestServer) -> None:
     for session in server.sessions:
         assert "MAIL" not in session.commands, session
         assert "DATA" not in session.commands, session
+
+
+def assert_misconfigured(resp: Any) -> None:
+    """500 ``misconfigured`` with a detail: the operator must fix something, retrying won't."""
+    assert resp.status_code == 500, resp.get_data(as_text=True)
+    body = resp.get_json()
+    assert body["error"] == "misconfigured"
+    assert isinstance(body.get("detail"), str)
+
+
+def assert_retryable(resp: Any) -> None:
+    """503 ``unavailable``, marked retryable, with a positive whole-second Retry-After."""
+    assert resp.status_code == 503, resp.get_data(as_text=True)
+    body = resp.get_json()
+    assert body["error"] == "unavailable"
+    assert body["retryable"] is True
+    retry_after = resp.headers.get("Retry-After")
+    assert retry_after is not None
+    assert retry_after.isdigit()
+    assert int(retry_after) > 0
+
+
+def _leak_forms(secret: str) -> list[str]:
+    """The ways a secret could appear in text: as is, repr-escaped, JSON-escaped, UTF-8 read as
+    Latin-1, base64, and base64 of the AUTH PLAIN blob carrying it."""
+    forms = {
+        secret,
+        repr(secret)[1:-1],
+        json.dumps(secret)[1:-1],
+        secret.encode("utf-8").decode("latin-1"),
+        base64.b64encode(secret.encode("utf-8")).decode(),
+        base64.b64encode(f"\0{SMTP_USER}\0{secret}".encode()).decode(),
+    }
+    return sorted(forms)
+
+
+def assert_no_secret(*texts: str, secrets: Iterable[str] = (CANARY_PASSWORD,)) -> None:
+    """None of *secrets* shows up in any of *texts* (responses, logs, tracebacks) in any form."""
+    blob = "\n".join(texts)
+    for secret in secrets:
+        for form in _leak_forms(secret):
+            assert form not in blob, f"leaked {secret!r} as {form!r}"

@@ -34,32 +34,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.message import Message
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 from tests.support import pubsub
+from tests.support.lifecycle import StartStop
+from tests.support.loopback import OFFLINE_ENV, free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MAIN_PY = PROJECT_ROOT / "main.py"
 FF_BIN = PROJECT_ROOT / ".venv" / "bin" / "functions-framework"
-
-OFFLINE_ENV: dict[str, str] = {
-    "CLOUDSDK_CORE_DISABLE_USAGE_REPORTING": "true",
-    "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK": "true",
-    "NO_GCE_CHECK": "true",
-    "GCE_METADATA_HOST": "127.0.0.1:9",
-    "GCE_METADATA_IP": "127.0.0.1:9",
-    # gcloud itself only honours these two for its metadata probe.
-    "GCE_METADATA_ROOT": "127.0.0.1:9",
-    "CLOUDSDK_CORE_CHECK_GCE_METADATA": "false",
-}
-
-
-def free_port() -> int:
-    """A port that was free a moment ago on 127.0.0.1 (for servers that cannot take port 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -96,7 +79,7 @@ def parse_json_lines(text: str) -> list[dict[str, Any]]:
     return records
 
 
-class FunctionsFrameworkProcess:
+class FunctionsFrameworkProcess(StartStop):
     """One functions-framework server process; see the module docstring."""
 
     def __init__(
@@ -202,17 +185,6 @@ class FunctionsFrameworkProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(10)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- output ------------------------------------------------------------------------------
     def output(self) -> str:

@@ -2,9 +2,10 @@
 
 - `cloudevent_request(message)`: an Eventarc-style binary-mode CloudEvent (``ce-*`` headers and a
   ``MessagePublishedData`` JSON body whose ``message.data`` is base64).
+- `post_event(client, message)`: POST such a CloudEvent to an in-process (Flask test) client.
 - `push_envelope(message)`: the raw Pub/Sub push body the emulator sends
   (``{"message": {...}, "subscription": ...}``), which functions-framework converts; POST it to
-  `PUSH_PATH` so the topic can be read from the URL.
+  `PUSH_PATH` so the topic can be read from the URL; `post_push(client, message)` does that.
 
 *message* may be a dict (serialised as UTF-8 JSON) or raw bytes (to send invalid payloads).
 """
@@ -67,6 +68,13 @@ def cloudevent_request(
     return headers, json.dumps(body).encode("utf-8")
 
 
+def post_event(client: Any, message: dict[str, Any] | bytes, **kw: Any) -> Any:
+    """POST `cloudevent_request(message, **kw)` to *client*, a Flask test client of
+    ``send_pubsub``; returns its response."""
+    headers, body = cloudevent_request(message, **kw)
+    return client.post("/", data=body, headers=headers)
+
+
 def push_envelope(
     message: dict[str, Any] | bytes,
     message_id: str | None = None,
@@ -84,3 +92,10 @@ def push_envelope(
         "subscription": SUBSCRIPTION,
     }
     return {"Content-Type": "application/json"}, json.dumps(body).encode("utf-8")
+
+
+def post_push(client: Any, message: dict[str, Any] | bytes, **kw: Any) -> Any:
+    """POST `push_envelope(message, **kw)` to `PUSH_PATH` of *client*, a Flask test client of
+    ``send_pubsub``; returns its response."""
+    headers, body = push_envelope(message, **kw)
+    return client.post(PUSH_PATH, data=body, headers=headers)

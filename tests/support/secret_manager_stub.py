@@ -39,12 +39,14 @@ from collections.abc import Callable, Mapping
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import FrameType
 from typing import Any, Self
 
 import google_crc32c
 import grpc
 from google.cloud.secretmanager_v1 import types as sm_types
+
+from tests.support.lifecycle import StartStop
 
 SERVICE = "google.cloud.secretmanager.v1.SecretManagerService"
 
@@ -74,7 +76,7 @@ class _AbortError(Exception):
         self.detail = detail
 
 
-class SecretManagerStub:
+class SecretManagerStub(StartStop):
     """A thread-safe in-memory Secret Manager behind a real gRPC server on 127.0.0.1."""
 
     def __init__(self, port: int = 0) -> None:
@@ -109,17 +111,6 @@ class SecretManagerStub:
         if self._started:
             self._started = False
             self._server.stop(grace=None).wait(5)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- data --------------------------------------------------------------------------------
     def put_secret(self, name: str, data: bytes | str) -> int:
@@ -295,7 +286,7 @@ class SecretManagerStub:
         return self._version_message(secret, version)
 
 
-class SecretManagerStubProcess:
+class SecretManagerStubProcess(StartStop):
     """The stub as a separate process (for functions-framework-as-a-process tests).
 
     ::
@@ -360,17 +351,6 @@ class SecretManagerStubProcess:
                 proc.wait(10)
         if proc.stdout is not None:
             proc.stdout.close()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,13 +49,13 @@ import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from enum import StrEnum
-from types import TracebackType
 from typing import Any, Literal, Self
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from tests.support.certs import CertBundle
+from tests.support.lifecycle import StartStop
 
 StallPoint = Literal["greeting", "mail", "data"]
 
@@ -382,7 +382,7 @@ class _Controller(Controller):
             self._sock.close()
 
 
-class SmtpTestServer:
+class SmtpTestServer(StartStop):
     """A threaded aiosmtpd server; see the module docstring for the knobs and records."""
 
     def __init__(
@@ -424,17 +424,6 @@ class SmtpTestServer:
         if self._started:
             self._started = False
             self._controller.stop(no_assert=True)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- configuration -----------------------------------------------------------------------
     def set_password(self, username: str, password: str) -> None:
