@@ -316,3 +316,39 @@ def test_rotation_on_a_warm_instance(
         sessions = mta.sessions("ssl", since, count=2)
         assert [s.stats.get("auth") for s in sessions] == ["0/1", "1"], sessions
         _output_is_clean(ff, result, rotated, DEFAULT_PASSWORD)
+
+
+@pytest.fixture(scope="module")
+def event_function(
+    mta_tier: MtaTier, secret_manager: SecretManagerStub, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FunctionsFrameworkProcess]:
+    """The Pub/Sub (CloudEvent) trigger as a process, with the in-memory idempotency ledger."""
+    workdir = tmp_path_factory.mktemp("ff-mta-events")
+    env = _function_env(mta_tier, secret_manager, workdir, SMTP_PROFILE_CACHE_TTL_S="0")
+    with FunctionsFrameworkProcess("send_pubsub", "cloudevent", env=env, log_dir=workdir) as ff:
+        yield ff
+
+
+def test_pubsub_redelivery_after_a_deferral_never_repeats_an_accepted_recipient(
+    mta: MtaTier, secret_manager: SecretManagerStub, event_function: FunctionsFrameworkProcess
+) -> None:
+    _store_profile(secret_manager, mta, "starttls")
+    token = uuid.uuid4().hex
+    good, later = (f"{k}-{token}@example.net" for k in ("good", "defer450"))
+    event_id = f"mta-{token}"
+    message = _request(token, [good, later])
+
+    first = event_function.post_cloudevent(message, event_id=event_id)
+    # Postfix deferred one recipient: the function raises so that Pub/Sub delivers it again.
+    assert first.status == 500, first.text
+    [got] = mta.wait_for_messages(_ours(token))
+    assert got.original_recipient == good
+
+    since = mta.log_offset()
+    again = event_function.post_cloudevent(message, event_id=event_id)
+    assert again.status == 500, again.text  # Postfix still defers it: still owed
+    log = mta.log_text(since)
+    # The redelivery spoke to Postfix about the recipient still owed, and only about it.
+    assert f"<{later}>" in log
+    assert f"<{good}>" not in log
+    assert len(mta.delivered_now(_ours(token))) == 1
