@@ -1,9 +1,10 @@
 """Parsing and checking one email address (`ops@example.com` or `Name <ops@example.com>`).
 
 The stdlib parsers are forgiving by design (they are made for reading mail); a sender must be
-strict instead, so this module accepts exactly one mailbox per string, refuses CR/LF and other
-control characters anywhere (header injection), and encodes internationalised domains to IDNA so
-the envelope and the headers stay ASCII on the wire.
+strict instead, so this module accepts exactly one mailbox per string, refuses anything that could
+break out of a header (`header_safety`), refuses the `%` and `!` routing forms that relays still
+rewrite (they would smuggle a foreign destination past an allow-list), and encodes
+internationalised domains with IDNA 2008 / UTS 46 so the envelope and headers stay ASCII.
 """
 
 from __future__ import annotations
@@ -13,12 +14,19 @@ from dataclasses import dataclass
 from email.headerregistry import Address
 from email.utils import getaddresses
 
+import idna
+
+from sender.header_safety import unsafe_reason
+
 # Dot-atom local part (RFC 5322 3.2.3). Quoted local parts are legal but so rare in automated mail,
 # and so often a sign of an injection attempt, that refusing them is the kinder default.
 _LOCAL_PART = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_ADDRESS_LENGTH = 254
+# A display name is one header word sequence; beyond this it cannot always be folded under the
+# 998-character line limit, and no real name is this long.
+MAX_DISPLAY_NAME_LENGTH = 200
 
 
 class AddressError(ValueError):
@@ -54,8 +62,9 @@ def ascii_domain(domain: str) -> str:
     if not domain:
         raise AddressError("the domain is empty")
     try:
-        encoded = domain.encode("idna").decode("ascii").lower()
-    except UnicodeError:
+        # Non-transitional UTS 46: `faß.de` is xn--fa-hia.de (IDNA 2008), not fass.de (IDNA 2003).
+        encoded = idna.encode(domain, uts46=True, transitional=False).decode("ascii").lower()
+    except (idna.IDNAError, UnicodeError):
         raise AddressError("the domain is not a valid internationalised domain name") from None
     labels = encoded.split(".")
     if len(labels) < 2 or not all(_LABEL.match(label) for label in labels):
@@ -65,8 +74,9 @@ def ascii_domain(domain: str) -> str:
 
 def parse_mailbox(text: str) -> Mailbox:
     """Parse exactly one mailbox, strictly."""
-    if has_control_characters(text):
-        raise AddressError("contains a line break or control character")
+    reason = unsafe_reason(text)
+    if reason is not None:
+        raise AddressError(reason)
     if not text.strip():
         raise AddressError("is empty")
     parsed = getaddresses([text])
@@ -78,6 +88,10 @@ def parse_mailbox(text: str) -> Mailbox:
     local_part, domain = addr_spec.rsplit("@", 1)
     if not _LOCAL_PART.match(local_part):
         raise AddressError("has an invalid local part (non-ASCII local parts are not supported)")
+    if "%" in local_part or "!" in local_part:
+        raise AddressError("uses a % or ! routing form, which relays may forward elsewhere")
+    if len(display_name) > MAX_DISPLAY_NAME_LENGTH:
+        raise AddressError(f"has a display name longer than {MAX_DISPLAY_NAME_LENGTH} characters")
     mailbox = Mailbox(display_name.strip(), local_part, ascii_domain(domain))
     if len(mailbox.addr_spec) > MAX_ADDRESS_LENGTH:
         raise AddressError(f"is longer than {MAX_ADDRESS_LENGTH} characters")

@@ -72,6 +72,8 @@ def _parse_json(request: flask.Request, raw: bytes) -> Any:
         return json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise InvalidRequest.one("body", "is not UTF-8") from None
+    except RecursionError:
+        raise InvalidRequest.one("body", "is nested too deeply") from None
     except ValueError as exc:
         raise InvalidRequest.one(
             "body",

@@ -24,7 +24,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from sender.addresses import AddressError, Mailbox, has_control_characters, parse_mailbox
+from sender.addresses import AddressError, Mailbox, parse_mailbox
+from sender.header_safety import has_lone_surrogate, unsafe_reason
 from sender.outcome import FieldProblem, InvalidRequest
 
 # Headers the function writes itself, or that would change who receives the message or how it
@@ -65,11 +66,10 @@ MailboxList = Annotated[list[MailboxField], BeforeValidator(_one_or_many)]
 
 
 def _single_line(value: str, what: str) -> str:
-    if has_control_characters(value):
+    reason = unsafe_reason(value)
+    if reason is not None:
         raise PydanticCustomError(
-            "header_injection",
-            "{what} must not contain line breaks or control characters",
-            {"what": what},
+            "header_injection", "{what} {reason}", {"what": what, "reason": reason}
         )
     return value
 
@@ -128,6 +128,11 @@ class Attachment(BaseModel):
             or not re.fullmatch(r"[a-z0-9][a-z0-9!#$&^_.+-]*", sub)
         ):
             raise PydanticCustomError("content_type", "must look like type/subtype")
+        if main in {"multipart", "message"}:
+            # Those types have inner structure the attachment's bytes would have to match.
+            raise PydanticCustomError(
+                "content_type", "multipart/* and message/* cannot be attachment types"
+            )
         return f"{main}/{sub}"
 
 
@@ -238,10 +243,40 @@ def field_problems(exc: ValidationError) -> list[FieldProblem]:
     return problems
 
 
+MAX_JSON_DEPTH = 32
+
+
+def _unusable_strings(value: Any, path: str, depth: int = 0) -> list[FieldProblem]:
+    """Strings no email can carry (unpaired surrogates) and absurd nesting, anywhere in the
+    document: caught here, they are a 400 naming the field instead of an encoder crash later."""
+    if depth > MAX_JSON_DEPTH:
+        return [FieldProblem(path or "body", f"is nested more than {MAX_JSON_DEPTH} levels deep")]
+    if isinstance(value, str):
+        if has_lone_surrogate(value):
+            return [FieldProblem(path or "body", "contains an unpaired surrogate")]
+        return []
+    problems: list[FieldProblem] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            child = f"{path}.{key}" if path else str(key)
+            if has_lone_surrogate(str(key)):
+                problems.append(
+                    FieldProblem(path or "body", "has a key with an unpaired surrogate")
+                )
+            problems.extend(_unusable_strings(item, child, depth + 1))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            problems.extend(_unusable_strings(item, f"{path}[{index}]", depth + 1))
+    return problems
+
+
 def parse_request(data: Any) -> EmailRequest:
     """Validate decoded JSON into an `EmailRequest`, or raise `InvalidRequest` naming each field."""
     if not isinstance(data, dict):
         raise InvalidRequest.one("body", "must be a JSON object")
+    problems = _unusable_strings(data, "")
+    if problems:
+        raise InvalidRequest(problems[:20])
     try:
         return EmailRequest.model_validate(data)
     except ValidationError as exc:

@@ -7,18 +7,21 @@ is 7-bit clean and any server accepts it, with or without 8BITMIME/SMTPUTF8.
 
 from __future__ import annotations
 
+import email.errors
 import hashlib
 import mimetypes
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
+from email.parser import BytesHeaderParser
 from email.utils import format_datetime
 
 from sender.addresses import Mailbox
 from sender.message import Attachment, EmailRequest
-from sender.outcome import MessageTooLarge
+from sender.outcome import InvalidRequest, MessageTooLarge
 from sender.transport import Envelope
 
 # Header lines folded at 78 with CRLF endings: what SMTP DATA expects.
@@ -54,12 +57,47 @@ def make_message_id(domain: str, idempotency_key: str | None) -> str:
     return f"<{token}@{domain}>"
 
 
+_UNSAFE_7BIT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # controls a 7bit body must not carry
+MAX_LINE_BYTES = 998  # RFC 5322 2.1.1, without the CRLF
+
+
 def _transfer_encoding(text: str) -> str:
-    """quoted-printable for mostly-ASCII text (readable), base64 for mostly non-ASCII (compact)."""
-    if text.isascii() and all(len(line) <= 998 for line in text.splitlines()):
+    """7bit only for plain short-lined ASCII; else quoted-printable for mostly-ASCII text
+    (readable), base64 for mostly non-ASCII (compact). Lines are measured as SMTP sees them:
+    split on LF only (str.splitlines would also split on form feeds and other separators)."""
+    plain = (
+        text.isascii()
+        and not _UNSAFE_7BIT.search(text)
+        and all(len(line) <= MAX_LINE_BYTES for line in text.split("\n"))
+    )
+    if plain:
         return "7bit"
     non_ascii = sum(1 for char in text if ord(char) > 127)
     return "base64" if non_ascii > len(text) // 3 else "quoted-printable"
+
+
+def _serialise(message: EmailMessage) -> bytes:
+    """The message bytes, proven to carry exactly the headers that were set.
+
+    A header value that could still turn into a line break on the way out (see `header_safety`)
+    would show up here as an extra header; a word too long to fold, as an over-long line.
+    Either is the caller's input, so a 400, never a sent message.
+    """
+    try:
+        data = message.as_bytes(policy=_POLICY)
+    except (ValueError, UnicodeError, email.errors.MessageError):
+        # Includes HeaderWriteError (Python 3.12.5+), which refuses to write a header that
+        # would not parse back as itself.
+        raise InvalidRequest.one("headers", "a header value cannot be written safely") from None
+    header_block = data.split(b"\r\n\r\n", 1)[0]
+    written = BytesHeaderParser(policy=policy.compat32).parsebytes(header_block + b"\r\n\r\n")
+    if [name.lower() for name in written] != [name.lower() for name in message]:
+        raise InvalidRequest.one("headers", "a header value would add or split a header")
+    if max(len(line) for line in data.split(b"\r\n")) > MAX_LINE_BYTES:
+        raise InvalidRequest.one(
+            "headers", f"a header or body line would exceed {MAX_LINE_BYTES} bytes"
+        )
+    return data
 
 
 def _normalise_newlines(text: str) -> str:
@@ -122,7 +160,7 @@ def build_message(
             attachment.content, maintype=maintype, subtype=subtype, filename=attachment.filename
         )
 
-    data = message.as_bytes(policy=_POLICY)
+    data = _serialise(message)
     if len(data) > max_bytes:
         raise MessageTooLarge.one(
             "body", f"the built message is {len(data)} bytes; the limit is {max_bytes}"

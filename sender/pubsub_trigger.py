@@ -37,7 +37,7 @@ def decode_event_data(data: Any) -> Any:
     if isinstance(data, bytes | str):
         try:
             data = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise InvalidRequest.one("event", "the event data is not JSON") from None
     message = data.get("message") if isinstance(data, dict) else None
     if not isinstance(message, dict) or not isinstance(message.get("data"), str):
@@ -50,6 +50,8 @@ def decode_event_data(data: Any) -> Any:
         return json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         raise InvalidRequest.one("message.data", "is not UTF-8 JSON") from None
+    except RecursionError:
+        raise InvalidRequest.one("message.data", "is nested too deeply") from None
 
 
 def parse_event(cloud_event: Any) -> EmailRequest:
@@ -99,9 +101,15 @@ def handle(cloud_event: Any) -> None:
         kind = (
             "transient failure"
             if error.disposition is Disposition.UNAVAILABLE
-            else ("misconfiguration")
+            else "misconfiguration"
         )
         raise RedeliveryRequested(f"{kind}: {error.reason}") from None
+    except Exception as exc:  # noqa: BLE001 - a bug: one ERROR line (type only), then redelivery
+        # An unexpected error is ours, not the message's: keep the alert (redelivery, then the
+        # dead-letter topic) rather than ack it away; its text could quote the body, so only the
+        # type is logged and functions-framework sees our exception, not the original.
+        logs.internal_error(exc, via=VIA)
+        raise RedeliveryRequested(f"internal error ({type(exc).__name__})") from None
     result = delivery.result
     if delivery.duplicate:
         logs.duplicate(message_id=result.message_id, accepted_count=len(result.accepted), via=VIA)

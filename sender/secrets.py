@@ -178,6 +178,14 @@ def source_for(settings: Settings) -> SecretSource:
     return SecretManagerSource(version, settings.secret_manager_emulator_host)
 
 
+@dataclass(frozen=True, slots=True)
+class LoadedProfile:
+    """A profile together with the digest of the payload it came from."""
+
+    profile: SmtpProfile
+    fingerprint: str
+
+
 class ProfileStore:
     """The parsed profile of one source, cached for a TTL, with a cache-bypassing re-read."""
 
@@ -191,34 +199,36 @@ class ProfileStore:
         self._ttl_s = ttl_s
         self._clock = clock
         self._lock = threading.Lock()
-        self._profile: SmtpProfile | None = None
-        self._fingerprint: str | None = None
+        self._current: LoadedProfile | None = None
         self._loaded_at = 0.0
 
-    def get(self) -> SmtpProfile:
+    def get(self) -> LoadedProfile:
         with self._lock:
-            fresh = self._profile is not None and self._clock() - self._loaded_at < self._ttl_s
-            if fresh and self._profile is not None:
-                return self._profile
-            profile, _ = self._load()
-            return profile
-
-    def reread(self) -> tuple[SmtpProfile, bool]:
-        """Read the secret again, bypassing the cache. Returns (profile, whether it changed)."""
-        with self._lock:
+            current = self._current
+            if current is not None and self._clock() - self._loaded_at < self._ttl_s:
+                return current
             return self._load()
 
-    def _load(self) -> tuple[SmtpProfile, bool]:
+    def reread(self, failed: LoadedProfile) -> tuple[LoadedProfile, bool]:
+        """After `failed` was refused: the newest profile, and whether it differs from `failed`.
+
+        Compared with what the failed attempt *used*, not with the cache: when two sends fail
+        during a rotation, the first re-read refreshes the cache and the second must still see
+        the new password as a change (and gets it without another read).
+        """
+        with self._lock:
+            current = self._current
+            if current is not None and current.fingerprint != failed.fingerprint:
+                return current, True
+            loaded = self._load()
+            return loaded, loaded.fingerprint != failed.fingerprint
+
+    def _load(self) -> LoadedProfile:
         payload = self._source.read()
-        profile = parse_profile(payload.data)
-        changed = payload.fingerprint != self._fingerprint
-        self._profile, self._fingerprint, self._loaded_at = (
-            profile,
-            payload.fingerprint,
-            self._clock(),
-        )
+        loaded = LoadedProfile(parse_profile(payload.data), payload.fingerprint)
+        self._current, self._loaded_at = loaded, self._clock()
         logs.secret_read(source=self._source.label, version=payload.version)
-        return profile, changed
+        return loaded
 
 
 _stores: dict[tuple[str | float | None, ...], ProfileStore] = {}

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from sender import logs, secrets, templates, transport, webhook_auth
 from sender.addresses import Mailbox
 from sender.config import Settings
+from sender.header_safety import unsafe_reason
 from sender.ledger import Busy, Claim, Duplicate, Ledger, LedgerConfig, build_ledger
 from sender.message import EmailRequest
 from sender.mime import BuiltMessage, Content, build_message
@@ -42,6 +43,11 @@ def resolve_content(request: EmailRequest, settings: Settings) -> Content:
         html = html if html is not None else rendered.html
     if not subject:
         raise InvalidRequest.one("subject", "is required (the template does not set one)")
+    # A template renders caller data into the subject: it passes the same check as a subject sent
+    # directly, or an encoded word in `data` could still break out of the header.
+    reason = unsafe_reason(subject)
+    if reason is not None:
+        raise InvalidRequest.one("data", f"the rendered subject {reason}")
     if text is None and html is None:
         raise InvalidRequest.one("template", "renders neither a text nor an html body")
     return Content(subject=subject, text=text, html=html)
@@ -67,15 +73,12 @@ def _build(
     )
 
 
-def _deliver(built: BuiltMessage, profile: SmtpProfile, settings: Settings) -> SendResult:
+def _deliver(
+    built: BuiltMessage, profile: SmtpProfile, settings: Settings, deadline: transport.Deadline
+) -> SendResult:
     try:
         refused = transport.send(
-            profile,
-            built.envelope,
-            built.data,
-            ca_file=settings.smtp_ca_file,
-            step_timeout_s=settings.smtp_timeout_s,
-            deadline_s=settings.send_deadline_s,
+            profile, built.envelope, built.data, ca_file=settings.smtp_ca_file, deadline=deadline
         )
     except Exception as exc:  # noqa: BLE001 - classified once, into a SendError
         raise classify(exc) from None
@@ -93,27 +96,40 @@ def send_email(
     """Send `request`; raise a `SendError` subclass on failure.
 
     `recipients` narrows the envelope to the recipients still owed (a partial redelivery).
+    One deadline (`SEND_DEADLINE_S`) covers everything from here, the rotation retry included,
+    so no send can still be running when the idempotency lease (deadline + margin) runs out.
     """
+    deadline = transport.Deadline(settings.send_deadline_s, settings.smtp_timeout_s)
     content = resolve_content(request, settings)
     check_recipients(request, settings)
     store = secrets.profile_store(settings)
-    profile = store.get()
+    loaded = store.get()
     built = _build(
-        request, content, profile, settings, idempotency_key=idempotency_key, recipients=recipients
+        request,
+        content,
+        loaded.profile,
+        settings,
+        idempotency_key=idempotency_key,
+        recipients=recipients,
     )
     try:
-        return _deliver(built, profile, settings)
+        return _deliver(built, loaded.profile, settings, deadline)
     except AuthenticationError:
         logs.auth_failed_rereading_secret()
-        fresh, changed = store.reread()
+        fresh, changed = store.reread(loaded)
         if not changed:
             logs.auth_failed_secret_unchanged()
             raise
     # The secret was rotated: the new profile may carry a new host or from, so rebuild.
     built = _build(
-        request, content, fresh, settings, idempotency_key=idempotency_key, recipients=recipients
+        request,
+        content,
+        fresh.profile,
+        settings,
+        idempotency_key=idempotency_key,
+        recipients=recipients,
     )
-    return _deliver(built, fresh, settings)
+    return _deliver(built, fresh.profile, settings, deadline)
 
 
 # --- exactly once per idempotency key -------------------------------------------------------

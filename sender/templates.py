@@ -48,11 +48,19 @@ def _render_part(env: SandboxedEnvironment, name: str, data: dict[str, Any]) -> 
     except jinja2.TemplateNotFound:
         return None
     try:
-        return template.render(**data)
+        # One positional dict, not **data: a key named `self` must not collide with render().
+        return template.render(data)
     except jinja2.UndefinedError as exc:
         raise InvalidRequest.one("data", f"template variable missing: {exc.message}") from None
     except jinja2.TemplateError as exc:
         raise InvalidRequest.one("template", f"template failed to render: {exc.message}") from None
+    except Exception as exc:  # noqa: BLE001 - see below
+        # Data of the wrong shape (a string where a dict was expected) fails inside filters. It is
+        # the caller's data, so a 400, naming only the exception type (its text may quote data).
+        template_name = name.split("/", 1)[0]
+        raise InvalidRequest.one(
+            "data", f"does not fit template {template_name!r} ({type(exc).__name__})"
+        ) from None
 
 
 def render(name: str, data: dict[str, Any], user_dir: str | None) -> Rendered:

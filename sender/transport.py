@@ -12,6 +12,8 @@ Rules this module keeps, whatever the profile says:
 from __future__ import annotations
 
 import base64
+import concurrent.futures
+import contextlib
 import smtplib
 import socket
 import ssl
@@ -19,6 +21,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sender.outcome import ConfigurationError, Refusal, TlsError, TransientError, refusals_from
 from sender.profile import SmtpProfile
@@ -61,22 +64,99 @@ def tls_context(ca_file: str | None) -> ssl.SSLContext:
         return context
 
 
-class _Deadline:
-    """Per-step timeout that never runs past the session's deadline."""
+class Deadline:
+    """One absolute deadline for everything a send does (both attempts of a rotation retry).
 
-    def __init__(self, step_s: float, total_s: float) -> None:
-        self._step_s = step_s
+    `step()` bounds one network operation by `SMTP_TIMEOUT_S` and by what is left; `watch()`
+    arms a watchdog that shuts the socket down when the deadline passes, because a server that
+    drips one byte per second never trips a per-read timeout.
+    """
+
+    def __init__(self, total_s: float, step_s: float) -> None:
         self._ends_at = time.monotonic() + total_s
+        self._step_s = step_s
 
-    def next_step(self) -> float:
-        remaining = self._ends_at - time.monotonic()
+    def remaining(self) -> float:
+        return self._ends_at - time.monotonic()
+
+    def step(self) -> float:
+        remaining = self.remaining()
         if remaining <= 0:
             raise TransientError("the SMTP session ran past its deadline")
         return min(self._step_s, remaining)
 
     def arm(self, client: smtplib.SMTP) -> None:
         if client.sock is not None:
-            client.sock.settimeout(self.next_step())
+            client.sock.settimeout(self.step())
+
+
+def _resolve(host: str, port: int, timeout: float) -> list[tuple[Any, ...]]:
+    """getaddrinfo, bounded: the resolver has no timeout of its own and can stall for long."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(socket.getaddrinfo, host, port, 0, socket.SOCK_STREAM)
+        try:
+            return future.result(timeout=timeout)
+        except concurrent.futures.TimeoutError:
+            raise TransientError(f"resolving {host} took longer than {timeout:g} s") from None
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _connect(host: str, port: int, timeout: float) -> socket.socket:
+    last_error: OSError | None = None
+    for family, kind, proto, _, address in _resolve(host, port, timeout):
+        sock = socket.socket(family, kind, proto)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(address)
+        except OSError as exc:
+            sock.close()
+            last_error = exc
+            continue
+        return sock
+    raise last_error or OSError(f"no address for {host}")
+
+
+class _SMTP(smtplib.SMTP):
+    """smtplib.SMTP with a bounded DNS look-up."""
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        # smtplib records the name for STARTTLS's certificate check only when the constructor
+        # connects; this client is built first and connected later (under the watchdog).
+        self._host = host
+        return _connect(host, port, timeout)
+
+
+class _SMTPOverTLS(smtplib.SMTP_SSL):
+    """smtplib.SMTP_SSL with a bounded DNS look-up (the handshake verifies as SMTP_SSL does)."""
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        self._host = host
+        return self.context.wrap_socket(_connect(host, port, timeout), server_hostname=host)
+
+
+class _Watchdog:
+    """Shuts a client's socket down at the deadline, so a blocked read or write fails at once."""
+
+    def __init__(self, client: smtplib.SMTP, deadline: Deadline) -> None:
+        self.fired = False
+        self._client = client
+        self._timer = threading.Timer(max(deadline.remaining(), 0.0), self._fire)
+        self._timer.daemon = True
+
+    def _fire(self) -> None:
+        self.fired = True
+        sock = self._client.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def __enter__(self) -> _Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._timer.cancel()
 
 
 def _b64(data: bytes) -> str:
@@ -113,33 +193,21 @@ def _authenticate(client: smtplib.SMTP, username: str, password: str) -> None:
         raise smtplib.SMTPAuthenticationError(code, reply)
 
 
-def _open(profile: SmtpProfile, context: ssl.SSLContext, deadline: _Deadline) -> smtplib.SMTP:
-    # gethostname() needs no DNS, unlike smtplib's default getfqdn(), which can stall.
-    ehlo_name = socket.gethostname() or "localhost"
-    client: smtplib.SMTP
-    if profile.security == "ssl":
-        client = smtplib.SMTP_SSL(
-            profile.host, profile.port, local_hostname=ehlo_name,
-            timeout=deadline.next_step(), context=context,
-        )  # fmt: skip
-    else:
-        client = smtplib.SMTP(
-            profile.host, profile.port, local_hostname=ehlo_name, timeout=deadline.next_step()
-        )
-    try:
+def _open(
+    client: smtplib.SMTP, profile: SmtpProfile, context: ssl.SSLContext, deadline: Deadline
+) -> None:
+    """Connect, EHLO and (for starttls) upgrade; raises before anything is sent if TLS fails."""
+    client.timeout = deadline.step()
+    client.connect(profile.host, profile.port)
+    deadline.arm(client)
+    client.ehlo()
+    if profile.security == "starttls":
+        if not client.has_extn("starttls"):
+            raise TlsError("the SMTP server does not offer STARTTLS; nothing was sent")
+        deadline.arm(client)
+        client.starttls(context=context)
         deadline.arm(client)
         client.ehlo()
-        if profile.security == "starttls":
-            if not client.has_extn("starttls"):
-                raise TlsError("the SMTP server does not offer STARTTLS; nothing was sent")
-            deadline.arm(client)
-            client.starttls(context=context)
-            deadline.arm(client)
-            client.ehlo()
-    except BaseException:
-        client.close()
-        raise
-    return client
 
 
 def send(
@@ -148,8 +216,7 @@ def send(
     message: bytes,
     *,
     ca_file: str | None,
-    step_timeout_s: float,
-    deadline_s: float,
+    deadline: Deadline,
 ) -> dict[str, Refusal]:
     """Send one message; return the recipients the server refused (empty when all accepted).
 
@@ -158,21 +225,32 @@ def send(
     if profile.username and profile.security == "none":
         raise ConfigurationError("credentials are never sent without TLS: use ssl or starttls")
     context = tls_context(ca_file)
-    deadline = _Deadline(step_timeout_s, deadline_s)
-    client = _open(profile, context, deadline)
-    try:
-        if profile.username and profile.password is not None:
+    # gethostname() needs no DNS, unlike smtplib's default getfqdn(), which can stall.
+    ehlo_name = socket.gethostname() or "localhost"
+    client: smtplib.SMTP
+    if profile.security == "ssl":
+        client = _SMTPOverTLS(local_hostname=ehlo_name, context=context)
+    else:
+        client = _SMTP(local_hostname=ehlo_name)
+    with _Watchdog(client, deadline) as watchdog:
+        try:
+            _open(client, profile, context, deadline)
+            if profile.username and profile.password is not None:
+                deadline.arm(client)
+                _authenticate(client, profile.username, profile.password)
             deadline.arm(client)
-            _authenticate(client, profile.username, profile.password)
-        deadline.arm(client)
-        refused = client.sendmail(envelope.mail_from, envelope.recipients, message)
-    except BaseException:
-        client.close()
-        raise
+            refused = client.sendmail(envelope.mail_from, envelope.recipients, message)
+        except BaseException:
+            client.close()
+            if watchdog.fired:
+                raise TransientError("the SMTP session ran past its deadline") from None
+            raise
     try:  # the server has accepted the message: a failing QUIT must not turn it into an error
-        deadline.arm(client)
+        client.timeout = 2.0
+        if client.sock is not None:
+            client.sock.settimeout(2.0)
         client.quit()
-    except (smtplib.SMTPException, OSError, TransientError):
+    except (smtplib.SMTPException, OSError):
         client.close()
     return refusals_from(refused)
 
