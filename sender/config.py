@@ -7,6 +7,7 @@ error, reported as `500 misconfigured` rather than a crash at import time.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -45,6 +46,8 @@ def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float
         value = float(raw)
     except ValueError:
         raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
+    if not math.isfinite(value):  # nan would disable every comparison-based bound
+        raise ConfigurationError(f"{name} must be a finite number, got {raw!r}")
     if value < minimum:
         raise ConfigurationError(f"{name} must be at least {minimum:g}, got {raw!r}")
     return value

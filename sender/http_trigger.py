@@ -20,6 +20,7 @@ from sender.config import Settings
 from sender.message import EmailRequest, parse_request
 from sender.outcome import (
     ClaimBusyError,
+    ConfigurationError,
     InvalidRequest,
     MessageTooLarge,
     SendError,
@@ -137,11 +138,18 @@ def _check_webhook_credential(
     settings: Settings, request: flask.Request, raw: bytes
 ) -> flask.Response | None:
     """401/403 when `WEBHOOK_SECRET` is set and the request is not authentic; else None."""
-    store = webhook_auth.token_store(settings)
-    if store is None:
-        return None
     try:
+        store = webhook_auth.token_store(settings)
+        if store is None:
+            return None
         webhook_auth.verify(store, dict(request.headers.items()), raw)
+    except SendError as error:
+        # The caller is not authenticated yet: the details (secret names, paths) go to the log
+        # for the operator, the response says only what kind of failure it was.
+        logs.send_failed(error.log_fields(), severity="ERROR", via=VIA)
+        if isinstance(error, TransientError):
+            raise TransientError("the webhook credential cannot be checked right now") from None
+        raise ConfigurationError("the webhook credential cannot be checked") from None
     except webhook_auth.WebhookUnauthorized:
         logs.webhook_rejected(reason="no credential", via=VIA)
         return _json({"error": "unauthorized"}, 401, {"WWW-Authenticate": "Bearer"})

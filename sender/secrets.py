@@ -46,10 +46,11 @@ class SecretSource(Protocol):
 
 
 class FileSecretSource:
-    """`SMTP_SECRET_FILE`: a profile JSON (or bare password) on local disk."""
+    """A secret on local disk: `SMTP_SECRET_FILE` (profile) or `WEBHOOK_SECRET=file:PATH`."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, variable: str = "SMTP_SECRET_FILE") -> None:
         self._path = Path(path)
+        self._variable = variable
 
     @property
     def label(self) -> str:
@@ -59,10 +60,10 @@ class FileSecretSource:
         try:
             return SecretPayload(self._path.read_bytes(), None)
         except FileNotFoundError:
-            raise ConfigurationError(f"SMTP_SECRET_FILE {self._path} does not exist") from None
+            raise ConfigurationError(f"{self._variable} {self._path} does not exist") from None
         except OSError as exc:
             raise ConfigurationError(
-                f"SMTP_SECRET_FILE {self._path} cannot be read: {exc.strerror}"
+                f"{self._variable} {self._path} cannot be read: {exc.strerror}"
             ) from None
 
 

@@ -135,7 +135,9 @@ def token_store(settings: Settings) -> TokenStore | None:
             source: SecretSource
             if settings.webhook_secret.startswith("file:"):
                 # Local runs: WEBHOOK_SECRET=file:/path/to/token
-                source = FileSecretSource(settings.webhook_secret.removeprefix("file:"))
+                source = FileSecretSource(
+                    settings.webhook_secret.removeprefix("file:"), variable="WEBHOOK_SECRET"
+                )
             else:
                 try:
                     name = resolve_secret_version(

@@ -120,3 +120,19 @@ def test_alertmanager_without_recipients_is_400(
     assert bad.status_code == 400
     assert "alerts" in {d["field"] for d in bad.get_json()["details"]}
     assert smtp_starttls.messages == []
+
+
+def test_unreadable_webhook_secret_tells_the_caller_nothing_about_it(
+    http_client: Any, smtp_starttls: SmtpTestServer, sender_env: SenderEnv, capsys: Any
+) -> None:
+    sender_env.use(smtp_starttls)
+    sender_env.set(WEBHOOK_SECRET=f"projects/{PROJECT}/secrets/never-created")
+    response = http_client.post("/", json=MESSAGE)
+    assert response.status_code == 500
+    assert response.get_json() == {
+        "error": "misconfigured",
+        "detail": "the webhook credential cannot be checked",
+    }
+    assert smtp_starttls.messages == []
+    # The operator still learns which secret is wrong, from the log.
+    assert "never-created" in capsys.readouterr().out

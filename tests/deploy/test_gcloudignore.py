@@ -58,6 +58,9 @@ def test_upload_keeps_the_function_and_drops_tests_tools_and_secrets(tmp_path: P
         "profile.json",
         "smtp-profile.local.json",
         "client.pem",
+        "token.txt",  # a webhook token written for `deploy.sh WEBHOOK_SECRET_FILE=...`
+        "webhook-token",
+        "notes.md",
         ".git/config",
     }
     for rel in wanted | unwanted:

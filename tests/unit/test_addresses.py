@@ -36,6 +36,13 @@ def test_quoted_display_name_with_comma_is_one_address() -> None:
         "   ",
         "jöhn@example.com",  # non-ASCII local part needs SMTPUTF8
         "a" * 250 + "@example.com",
+        "=?utf-8?q?Boss=0D=0AFrom=3A_x?= <ops@example.com>",  # an encoded line break
+        "Boss\u2028Bcc: x <ops@example.com>",  # a Unicode line separator
+        "Boss\x85 <ops@example.com>",  # NEL, a C1 control
+        "B\ud800ss <ops@example.com>",  # a lone surrogate cannot be encoded at all
+        "victim%evil.test@example.com",  # percent hack: relays forward to evil.test
+        "evil.test!victim@example.com",  # bang path, likewise
+        "D" * 201 + " <ops@example.com>",  # a display name too long to fold
     ],
 )
 def test_rejected(text: str) -> None:
@@ -45,6 +52,11 @@ def test_rejected(text: str) -> None:
 
 def test_domain_is_lower_cased() -> None:
     assert ascii_domain("Example.COM.") == "example.com"
+
+
+def test_idna_2008_not_2003() -> None:
+    # IDNA 2003 maps ß to ss and would send faß.de's mail to fass.de, another domain.
+    assert ascii_domain("faß.de") == "xn--fa-hia.de"
 
 
 @pytest.mark.parametrize(

@@ -78,6 +78,24 @@ def test_not_an_object() -> None:
             "attachments[0].content_type",
         ),
         ({"template": "../secret"}, "template"),
+        ({"subject": "=?utf-8?q?hi=0D=0AFrom=3A_CEO_=3Cceo=40bank=2Eexample=3E?="}, "subject"),
+        ({"subject": "hi\u2028Bcc: victim@example.org"}, "subject"),
+        ({"subject": "hi\x85there"}, "subject"),
+        ({"headers": {"X-A": "=?utf-8?b?DQpGcm9tOiB4?="}}, "headers.X-A"),
+        (
+            {"attachments": [{"filename": "=?utf-8?q?a=0D=0AX=3A_y?=.txt", "content": ""}]},
+            "attachments[0].filename",
+        ),
+        (
+            {"attachments": [{"filename": "a", "content": "", "content_type": "multipart/mixed"}]},
+            "attachments[0].content_type",
+        ),
+        (
+            {"attachments": [{"filename": "a", "content": "", "content_type": "message/rfc822"}]},
+            "attachments[0].content_type",
+        ),
+        ({"text": "lone \ud800 surrogate"}, "text"),
+        ({"data": {"nested": ["ok", "bad \udfff"]}}, "data.nested[1]"),
         ({"idempotency_key": ""}, "idempotency_key"),
         ({"unknown_field": 1}, "unknown_field"),
     ],
@@ -112,3 +130,11 @@ def test_attachment_decoded_and_allowed_headers_kept() -> None:
     )
     assert request.attachments[0].content == payload
     assert request.headers["X-Ticket"] == "42"
+
+
+def test_absurd_nesting_is_refused_by_name() -> None:
+    data: dict[str, Any] = {"leaf": 1}
+    for _ in range(40):
+        data = {"d": data}
+    found = problems({**VALID, "data": data})
+    assert any("nested" in problem for problem in found.values())

@@ -12,8 +12,8 @@ import pytest
 
 from sender.addresses import parse_mailbox
 from sender.message import parse_request
-from sender.mime import Content, build_message, make_message_id
-from sender.outcome import MessageTooLarge
+from sender.mime import Content, _serialise, build_message, make_message_id
+from sender.outcome import InvalidRequest, MessageTooLarge
 
 SENDER = parse_mailbox("경보 시스템 <alerts@example.com>")
 
@@ -117,3 +117,37 @@ def test_built_message_over_the_limit() -> None:
         build_message(
             request, Content("s", "x" * 5000, None), SENDER, idempotency_key=None, max_bytes=2000
         )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "page\x0cbreak " * 200,  # str.splitlines would split at the form feed; SMTP would not
+        "nul \x00 byte",
+        "x" * 1200,  # one line longer than SMTP allows
+    ],
+)
+def test_bodies_that_7bit_cannot_carry_are_encoded(text: str) -> None:
+    parsed, built = build({"to": "a@example.com", "subject": "s", "text": text})
+    assert max(len(line) for line in built.data.split(b"\r\n")) <= 998
+    assert b"\x00" not in built.data
+    assert parsed["Content-Transfer-Encoding"] in {"quoted-printable", "base64"}
+    assert parsed.get_content().replace("\r\n", "\n").rstrip("\n") == text.rstrip("\n")
+
+
+def test_a_header_that_would_split_on_the_wire_is_never_sent() -> None:
+    # The last line of defence, whatever let such a value in (older Pythons decoded encoded
+    # words into real line breaks): what is written must parse back to the headers that were set.
+    message = EmailMessage(policy=policy.SMTP)
+    message["Subject"] = "s"
+    message.set_raw("X-Ticket", "42\r\nFrom: CEO <ceo@bank.example>")
+    message.set_content("t")
+    with pytest.raises(InvalidRequest):
+        _serialise(message)
+
+
+def test_long_unfoldable_header_words_are_folded_as_encoded_words() -> None:
+    _, built = build(
+        {"to": "a@example.com", "subject": "s" * 990, "text": "t", "headers": {"X-L": "y" * 1500}}
+    )
+    assert max(len(line) for line in built.data.split(b"\r\n")) <= 998

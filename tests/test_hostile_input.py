@@ -1,0 +1,97 @@
+"""Input crafted to break out of a header or crash an encoder: a 400 (HTTP) or one ERROR line and
+an ack (Pub/Sub), and never a sent message, a 500 or a redelivery loop."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.support.checks import assert_nothing_sent, log_records, records_at
+from tests.support.pubsub import post_event
+from tests.support.smtp_server import SmtpTestServer
+
+# A quoted-printable encoded word whose decoded text is CR LF "From: CEO <ceo@bank.example>".
+FORGED_FROM = "=?utf-8?q?hi=0D=0AFrom=3A_CEO_=3Cceo=40bank=2Eexample=3E?="
+BASE: dict[str, Any] = {"to": "ops@example.com", "subject": "s", "text": "t"}
+
+
+def _deep(levels: int) -> dict[str, Any]:
+    data: dict[str, Any] = {"leaf": 1}
+    for _ in range(levels):
+        data = {"d": data}
+    return data
+
+
+HOSTILE: dict[str, bytes] = {
+    "encoded word in subject": json.dumps({**BASE, "subject": FORGED_FROM}).encode(),
+    "encoded word in a header": json.dumps({**BASE, "headers": {"X-A": FORGED_FROM}}).encode(),
+    "encoded word in a display name": json.dumps(
+        {**BASE, "to": f"{FORGED_FROM} <ops@example.com>"}
+    ).encode(),
+    "encoded word in a filename": json.dumps(
+        {**BASE, "attachments": [{"filename": f"{FORGED_FROM}.txt", "content": ""}]}
+    ).encode(),
+    "encoded word through template data": json.dumps(
+        {"to": "ops@example.com", "template": "alert", "data": {"title": FORGED_FROM}}
+    ).encode(),
+    "NEL in subject": json.dumps({**BASE, "subject": "a\u0085b"}).encode(),
+    "line separator in subject": json.dumps({**BASE, "subject": "a\u2028b"}).encode(),
+    # json.dumps would refuse a lone surrogate; a caller's JSON can still carry the escape.
+    "lone surrogate in text": b'{"to": "ops@example.com", "subject": "s", "text": "x\\ud800y"}',
+    "nested 100000 levels deep": b'{"to": "ops@example.com", "data": '
+    + b'{"d": ' * 100_000
+    + b"1"
+    + b"}" * 100_001,
+    "nested data beyond the limit": json.dumps(
+        {"to": "ops@example.com", "template": "alert", "data": _deep(40)}
+    ).encode(),
+    "template data of the wrong shape": json.dumps(
+        {"to": "ops@example.com", "template": "alert", "data": {"title": "x", "details": "abc"}}
+    ).encode(),
+    "percent-hack recipient": json.dumps({**BASE, "to": "victim%evil.test@example.com"}).encode(),
+}
+
+
+@pytest.mark.parametrize("body", HOSTILE.values(), ids=HOSTILE.keys())
+def test_http_answers_400_and_sends_nothing(
+    http_client: Any, server: SmtpTestServer, body: bytes
+) -> None:
+    response = http_client.post("/", data=body, content_type="application/json")
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert response.get_json()["error"] == "invalid_request"
+    assert_nothing_sent(server)
+
+
+@pytest.mark.parametrize("body", HOSTILE.values(), ids=HOSTILE.keys())
+def test_pubsub_acks_with_one_error_line_and_sends_nothing(
+    event_client: Any, server: SmtpTestServer, body: bytes, capsys: Any
+) -> None:
+    for _ in range(2):  # a redelivery must not be needed: the first answer is the final one
+        response = post_event(event_client, body, event_id="hostile-1")
+        assert response.status_code == 200, response.get_data(as_text=True)
+    errors = records_at(log_records(capsys.readouterr().out), "ERROR")
+    assert [e["message"] for e in errors] == ["invalid email request"] * 2
+    assert_nothing_sent(server)
+
+
+def test_alertmanager_labels_cannot_forge_headers(http_client: Any, server: SmtpTestServer) -> None:
+    payload = {
+        "status": "firing",
+        "groupLabels": {"alertname": "Disk", "instance": FORGED_FROM},
+        "commonLabels": {"alertname": "Disk"},
+        "alerts": [{"status": "firing", "labels": {"alertname": "Disk"}}],
+    }
+    response = http_client.post("/alertmanager?to=ops@example.com", json=payload)
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert_nothing_sent(server)
+
+
+def test_template_data_may_use_any_key_name(http_client: Any, server: SmtpTestServer) -> None:
+    data = {"title": "x", "self": 1, "template": 2}  # names that clash with render()'s own
+    response = http_client.post(
+        "/", json={"to": "ops@example.com", "template": "alert", "data": data}
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert len(server.wait_for_messages(1)) == 1

@@ -1,0 +1,89 @@
+"""The profile cache: TTL, and a re-read after an authentication failure that sees rotations."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sender.config import Settings
+from sender.outcome import ConfigurationError
+from sender.secrets import ProfileStore, SecretPayload, resolve_secret_version
+
+
+class RotatingSource:
+    def __init__(self) -> None:
+        self.password = "old"
+        self.reads = 0
+
+    @property
+    def label(self) -> str:
+        return "fake"
+
+    def read(self) -> SecretPayload:
+        self.reads += 1
+        profile = {
+            "host": "smtp.example.com",
+            "username": "u@example.com",
+            "password": self.password,
+        }
+        return SecretPayload(json.dumps(profile).encode(), str(self.reads))
+
+
+def test_cached_for_the_ttl() -> None:
+    source, now = RotatingSource(), [0.0]
+    store = ProfileStore(source, ttl_s=300, clock=lambda: now[0])
+    store.get()
+    store.get()
+    assert source.reads == 1
+    now[0] = 301
+    store.get()
+    assert source.reads == 2
+
+
+def test_reread_with_an_unchanged_secret_says_so() -> None:
+    source = RotatingSource()
+    store = ProfileStore(source, ttl_s=300)
+    used = store.get()
+    fresh, changed = store.reread(used)
+    assert not changed
+    assert fresh.profile.password == "old"
+
+
+def test_two_failures_during_one_rotation_both_see_the_new_password() -> None:
+    source = RotatingSource()
+    store = ProfileStore(source, ttl_s=300)
+    first_used, second_used = store.get(), store.get()  # two sends in flight, old password
+    source.password = "new"  # rotated: both fail to log in
+
+    first, first_changed = store.reread(first_used)
+    second, second_changed = store.reread(second_used)
+
+    assert (first_changed, second_changed) == (True, True)
+    assert first.profile.password == second.profile.password == "new"
+    assert source.reads == 2  # the second failure reuses the first one's fresh read
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("smtp", "projects/p/secrets/smtp/versions/latest"),
+        ("projects/q/secrets/smtp", "projects/q/secrets/smtp/versions/latest"),
+        ("projects/q/secrets/smtp/versions/3", "projects/q/secrets/smtp/versions/3"),
+    ],
+)
+def test_secret_names(name: str, expected: str) -> None:
+    assert resolve_secret_version(name, "p") == expected
+
+
+@pytest.mark.parametrize("name", ["projects/q/smtp", "a/b", "projects//secrets/x"])
+def test_bad_secret_names(name: str) -> None:
+    with pytest.raises(ConfigurationError):
+        resolve_secret_version(name, "p")
+
+
+@pytest.mark.parametrize("raw", ["nan", "inf", "-inf"])
+def test_non_finite_settings_are_misconfiguration(raw: str) -> None:
+    for variable in ("SMTP_TIMEOUT_S", "SEND_DEADLINE_S", "MAX_RECIPIENTS"):
+        with pytest.raises(ConfigurationError, match=variable):
+            Settings.from_env({variable: raw})
