@@ -55,6 +55,14 @@ Function configuration (become the function's environment; unset = the function'
   MAX_MESSAGE_BYTES       request body / built message limit
   MAX_EVENT_AGE_S         Pub/Sub events older than this are dropped
   SMTP_TIMEOUT_S          per SMTP operation, seconds                (default 20)
+  SEND_DEADLINE_S         the whole send (both attempts of a rotation retry), seconds
+                                                                     (default 50)
+  SMTP_PROFILE_CACHE_TTL_S  how long an instance caches the SMTP profile (function default 300)
+  IDEMPOTENCY_TTL_S       how long a sent key is remembered          (function default 7 days)
+  IDEMPOTENCY_LEASE_S     how long a claim blocks other deliveries   (function default
+                          SEND_DEADLINE_S + 15)
+  TEMPLATES_DIR           your own templates, a directory inside the upload (add it to
+                          .gcloudignore's allow-list, e.g. `!/templates/`)
   IDEMPOTENCY_STORE       memory | firestore                         (default memory)
   IDEMPOTENCY_COLLECTION  Firestore collection of the ledger (firestore only)
   FIRESTORE_LOCATION      location if the (default) Firestore database must be created
@@ -66,8 +74,8 @@ Sizing (see the comments in deploy.sh for why these defaults):
   CONCURRENCY             requests one instance serves at once       (default 4)
   MAX_INSTANCES           instance cap, so at most CONCURRENCY x MAX_INSTANCES SMTP sessions
                                                                      (default 5)
-  FUNCTION_TIMEOUT        seconds; must exceed 8 x SMTP_TIMEOUT_S and be at most 540
-                                                          (default 8 x SMTP_TIMEOUT_S + 60)
+  FUNCTION_TIMEOUT        seconds; must exceed SEND_DEADLINE_S + 30 and be at most 540
+                                                          (default SEND_DEADLINE_S + 60)
 
 Pub/Sub:
   TOPIC                   topic the Pub/Sub function listens on      (default smtp-send)
@@ -102,7 +110,8 @@ EOF
 KNOWN_VARS=" PROJECT REGION HTTP_FUNCTION PUBSUB_FUNCTION SERVICE_ACCOUNT_NAME TRIGGER_ACCOUNT_NAME
  BUILD_SERVICE_ACCOUNT SMTP_SECRET SMTP_PROFILE_FILE WEBHOOK_SECRET WEBHOOK_SECRET_FILE
  ALLOWED_RECIPIENTS ALLOWED_SENDERS MAX_RECIPIENTS MAX_MESSAGE_BYTES MAX_EVENT_AGE_S
- SMTP_TIMEOUT_S IDEMPOTENCY_STORE IDEMPOTENCY_COLLECTION FIRESTORE_LOCATION MEMORY CPU
+ SMTP_TIMEOUT_S SEND_DEADLINE_S SMTP_PROFILE_CACHE_TTL_S IDEMPOTENCY_TTL_S IDEMPOTENCY_LEASE_S
+ TEMPLATES_DIR IDEMPOTENCY_STORE IDEMPOTENCY_COLLECTION FIRESTORE_LOCATION MEMORY CPU
  CONCURRENCY MAX_INSTANCES FUNCTION_TIMEOUT TOPIC DLQ_TOPIC DLQ_SUBSCRIPTION
  MAX_DELIVERY_ATTEMPTS MIN_RETRY_DELAY MAX_RETRY_DELAY INVOKERS PUBLIC_HTTP SCHEDULE
  SCHEDULE_MESSAGE SCHEDULE_MESSAGE_FILE SCHEDULE_TIME_ZONE SCHEDULER_JOB KEEP_SECRETS "
@@ -157,6 +166,11 @@ MAX_RECIPIENTS=${MAX_RECIPIENTS:-}
 MAX_MESSAGE_BYTES=${MAX_MESSAGE_BYTES:-}
 MAX_EVENT_AGE_S=${MAX_EVENT_AGE_S:-}
 SMTP_TIMEOUT_S=${SMTP_TIMEOUT_S:-20}
+SEND_DEADLINE_S=${SEND_DEADLINE_S:-50}
+SMTP_PROFILE_CACHE_TTL_S=${SMTP_PROFILE_CACHE_TTL_S:-}
+IDEMPOTENCY_TTL_S=${IDEMPOTENCY_TTL_S:-}
+IDEMPOTENCY_LEASE_S=${IDEMPOTENCY_LEASE_S:-}
+TEMPLATES_DIR=${TEMPLATES_DIR:-}
 IDEMPOTENCY_STORE=${IDEMPOTENCY_STORE:-memory}
 IDEMPOTENCY_COLLECTION=${IDEMPOTENCY_COLLECTION:-}
 FIRESTORE_LOCATION=${FIRESTORE_LOCATION:-$REGION}
@@ -173,12 +187,13 @@ MEMORY=${MEMORY:-512Mi}
 CPU=${CPU:-1}
 CONCURRENCY=${CONCURRENCY:-4}
 MAX_INSTANCES=${MAX_INSTANCES:-5}
-# Timeout. One send is connect, TLS, EHLO/AUTH, MAIL/RCPT and DATA, each bounded by
-# SMTP_TIMEOUT_S; a stuck server stalls one of them, and an authentication failure re-reads
-# the secret and tries once more: 2 attempts x 4 stalls = 8 x SMTP_TIMEOUT_S, plus 60 s for
-# Secret Manager, the idempotency store and start-up. The ceiling is 540 s because the
-# Pub/Sub subscription's ack deadline is set to 600 s: a longer run would be redelivered
-# while still sending, i.e. a second email.
+# Timeout. The function bounds a whole send (Secret Manager reads, connect, TLS, AUTH, every
+# SMTP command, and the retry after a rotated password) by SEND_DEADLINE_S, with a watchdog
+# that cuts off even a server dripping one byte at a time; each step is also bounded by
+# SMTP_TIMEOUT_S. The function timeout adds 60 s for start-up and the idempotency store's
+# calls (each bounded well under 20 s). The ceiling is 540 s because the Pub/Sub
+# subscription's ack deadline is set to 600 s: a longer run would be redelivered while still
+# sending, i.e. a second email.
 FUNCTION_TIMEOUT=${FUNCTION_TIMEOUT:-}
 TOPIC=${TOPIC:-smtp-send}
 DLQ_TOPIC=${DLQ_TOPIC:-${TOPIC}-dead-letter}
@@ -212,10 +227,11 @@ done
 for v in SMTP_SECRET WEBHOOK_SECRET TOPIC DLQ_TOPIC DLQ_SUBSCRIPTION; do
   [[ -z ${!v} || ${!v} =~ ^[A-Za-z][A-Za-z0-9_.~+%-]{0,254}$ ]] || die "$v '${!v}' is not a valid name"
 done
-for v in SMTP_TIMEOUT_S CONCURRENCY MAX_INSTANCES MAX_DELIVERY_ATTEMPTS; do
+for v in SMTP_TIMEOUT_S SEND_DEADLINE_S CONCURRENCY MAX_INSTANCES MAX_DELIVERY_ATTEMPTS; do
   if ! is_uint "${!v}" || ((${!v} == 0)); then die "$v must be a positive integer"; fi
 done
-for v in MAX_RECIPIENTS MAX_MESSAGE_BYTES MAX_EVENT_AGE_S FUNCTION_TIMEOUT; do
+for v in MAX_RECIPIENTS MAX_MESSAGE_BYTES MAX_EVENT_AGE_S FUNCTION_TIMEOUT \
+  SMTP_PROFILE_CACHE_TTL_S IDEMPOTENCY_TTL_S IDEMPOTENCY_LEASE_S; do
   [[ -z ${!v} ]] || is_uint "${!v}" || die "$v must be a whole number"
 done
 ((MAX_DELIVERY_ATTEMPTS >= 5 && MAX_DELIVERY_ATTEMPTS <= 100)) ||
@@ -230,12 +246,14 @@ for v in PUBLIC_HTTP KEEP_SECRETS; do is_bool "${!v}" || die "$v must be true or
 [[ $PUBLIC_HTTP == false || -n $WEBHOOK_SECRET ]] ||
   die "PUBLIC_HTTP=true needs WEBHOOK_SECRET: without it anyone on the internet could send mail"
 
-SMTP_BUDGET_S=$((8 * SMTP_TIMEOUT_S))
-FUNCTION_TIMEOUT=${FUNCTION_TIMEOUT:-$((SMTP_BUDGET_S + 60))}
+((SMTP_TIMEOUT_S <= SEND_DEADLINE_S)) ||
+  die "SMTP_TIMEOUT_S ($SMTP_TIMEOUT_S) must not exceed SEND_DEADLINE_S ($SEND_DEADLINE_S)"
+SMTP_BUDGET_S=$((SEND_DEADLINE_S + 30))
+FUNCTION_TIMEOUT=${FUNCTION_TIMEOUT:-$((SEND_DEADLINE_S + 60))}
 ((FUNCTION_TIMEOUT > SMTP_BUDGET_S)) ||
-  die "FUNCTION_TIMEOUT ($FUNCTION_TIMEOUT s) must exceed 8 x SMTP_TIMEOUT_S = $SMTP_BUDGET_S s"
+  die "FUNCTION_TIMEOUT ($FUNCTION_TIMEOUT s) must exceed SEND_DEADLINE_S + 30 = $SMTP_BUDGET_S s"
 ((FUNCTION_TIMEOUT <= 540)) ||
-  die "FUNCTION_TIMEOUT must be at most 540 s (the Pub/Sub ack deadline is 600 s); lower SMTP_TIMEOUT_S"
+  die "FUNCTION_TIMEOUT must be at most 540 s (the Pub/Sub ack deadline is 600 s); lower SEND_DEADLINE_S"
 
 check_data_file() { # a secret's source: stdin ("-") or a readable regular file
   local var=$1 file=${!1}
@@ -429,10 +447,12 @@ env_vars_flag() {
   local pairs=() v joined
   pairs+=("SMTP_SECRET=projects/$PROJECT/secrets/$SMTP_SECRET")
   pairs+=("GOOGLE_CLOUD_PROJECT=$PROJECT" "SMTP_TIMEOUT_S=$SMTP_TIMEOUT_S")
+  pairs+=("SEND_DEADLINE_S=$SEND_DEADLINE_S")
   pairs+=("IDEMPOTENCY_STORE=$IDEMPOTENCY_STORE")
   [[ -z $WEBHOOK_SECRET ]] || pairs+=("WEBHOOK_SECRET=projects/$PROJECT/secrets/$WEBHOOK_SECRET")
   for v in ALLOWED_RECIPIENTS ALLOWED_SENDERS MAX_RECIPIENTS MAX_MESSAGE_BYTES \
-    MAX_EVENT_AGE_S IDEMPOTENCY_COLLECTION; do
+    MAX_EVENT_AGE_S IDEMPOTENCY_COLLECTION SMTP_PROFILE_CACHE_TTL_S IDEMPOTENCY_TTL_S \
+    IDEMPOTENCY_LEASE_S TEMPLATES_DIR; do
     [[ -z ${!v} ]] || pairs+=("$v=${!v}")
   done
   for v in "${pairs[@]}"; do

@@ -162,10 +162,10 @@ def test_step4_http_function_flags(full_run: ScriptRun) -> None:
     assert Path(f["--source"]) == REPO
     for sizing in ("--memory", "--cpu", "--concurrency", "--max-instances"):
         assert f[sizing], sizing
-    # The function must outlive the SMTP budget (8 x SMTP_TIMEOUT_S=30) and stay under the
-    # 600 s ack deadline of the Pub/Sub subscription.
+    # The function must outlive the send deadline (SEND_DEADLINE_S, default 50) with room for
+    # start-up and the ledger, and stay under the 600 s ack deadline of the subscription.
     timeout = int(f["--timeout"].removesuffix("s"))
-    assert 8 * 30 < timeout <= 540
+    assert 50 + 30 < timeout <= 540
 
 
 def test_step4_runtime_configuration_reaches_the_function_intact(full_run: ScriptRun) -> None:
@@ -174,6 +174,7 @@ def test_step4_runtime_configuration_reaches_the_function_intact(full_run: Scrip
         "SMTP_SECRET": f"projects/{PROJECT}/secrets/smtp-profile",
         "GOOGLE_CLOUD_PROJECT": PROJECT,
         "SMTP_TIMEOUT_S": "30",
+        "SEND_DEADLINE_S": "50",
         "IDEMPOTENCY_STORE": "firestore",
         "IDEMPOTENCY_COLLECTION": "sent_ledger",
         "WEBHOOK_SECRET": f"projects/{PROJECT}/secrets/smtp-webhook-token",
@@ -305,15 +306,41 @@ def test_public_http_needs_a_webhook_secret() -> None:
     assert "--no-allow-unauthenticated" not in f
 
 
-def test_function_timeout_must_cover_the_smtp_budget() -> None:
+def test_function_timeout_must_cover_the_send_deadline() -> None:
     too_short = run_deploy(
-        "--dry-run", env=base_env(PROJECT=PROJECT, SMTP_TIMEOUT_S="20", FUNCTION_TIMEOUT="100")
+        "--dry-run", env=base_env(PROJECT=PROJECT, SEND_DEADLINE_S="90", FUNCTION_TIMEOUT="100")
     )
     assert too_short.returncode != 0
     assert "FUNCTION_TIMEOUT" in too_short.stderr
-    too_long = run_deploy("--dry-run", env=base_env(PROJECT=PROJECT, SMTP_TIMEOUT_S="70"))
+    too_long = run_deploy("--dry-run", env=base_env(PROJECT=PROJECT, SEND_DEADLINE_S="500"))
     assert too_long.returncode != 0
     assert "540" in too_long.stderr
+    step_over_whole = run_deploy(
+        "--dry-run", env=base_env(PROJECT=PROJECT, SMTP_TIMEOUT_S="60", SEND_DEADLINE_S="50")
+    )
+    assert step_over_whole.returncode != 0
+    assert "SMTP_TIMEOUT_S" in step_over_whole.stderr
+
+
+def test_tuning_variables_pass_through_to_the_function() -> None:
+    run = run_deploy(
+        "--dry-run",
+        env=base_env(
+            PROJECT=PROJECT,
+            SEND_DEADLINE_S="40",
+            SMTP_PROFILE_CACHE_TTL_S="60",
+            IDEMPOTENCY_LEASE_S="70",
+            TEMPLATES_DIR="templates",
+        ),
+    )
+    assert run.returncode == 0, run.stderr
+    flagset = _deploy(run, "smtp-sender-http")
+    env = env_vars(flagset["--set-env-vars"])
+    assert env["SEND_DEADLINE_S"] == "40"
+    assert env["SMTP_PROFILE_CACHE_TTL_S"] == "60"
+    assert env["IDEMPOTENCY_LEASE_S"] == "70"
+    assert env["TEMPLATES_DIR"] == "templates"
+    assert flagset["--timeout"] == "100s"  # SEND_DEADLINE_S + 60
 
 
 def test_bad_input_is_refused_before_anything_is_printed(tmp_path: Path) -> None:
