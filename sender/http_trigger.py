@@ -180,7 +180,7 @@ def handle(request: flask.Request) -> flask.Response:
         if key is None:  # no key, no deduplication: every request is a new email
             delivery = Delivery(send_email(email_request, settings))
         else:
-            delivery = send_once(email_request, settings, key=key, ledger_key=f"http:{key}")
+            delivery = send_once(email_request, settings, ledger_key=f"http:{key}")
     except InvalidRequest as error:
         logs.invalid_request(error.log_fields(), via=VIA)
         return _error(error)

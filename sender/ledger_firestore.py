@@ -4,9 +4,16 @@ Imported only when `IDEMPOTENCY_STORE=firestore` (see `sender.ledger.build_ledge
 deployments never load the Firestore client. The client honours `FIRESTORE_EMULATOR_HOST` itself
 (plaintext, anonymous credentials), which is how the tests run it.
 
-A claim is a `create` (fails if the document exists) — one round-trip on the common path — and
-only when the document exists does a transaction read it and decide (duplicate, busy or takeover).
-Outcomes and releases are transactions too, so two holders never overwrite each other's progress.
+Every operation is read-decide-write with optimistic concurrency, not a Firestore transaction: a
+transaction's begin/commit/rollback run on the client library's own timeouts and retries (60 s,
+five attempts), which would let a hung Firestore hold the send for minutes. Here each RPC carries
+an explicit timeout cut from one deadline per operation (`timeout_s`, default 10 s), retries of
+transient errors stop at that deadline, and whatever is left over is `LedgerUnavailableError`.
+
+A write is conditional on what was read: `create` when the document was absent, otherwise
+`update`/`delete` on the read's `update_time`. If another instance wrote in between, the
+precondition fails and the operation reads again and re-decides, a bounded number of times. A
+claim starts with a blind `create` (one round-trip on the common path: the key is new).
 
 Document ids are the SHA-256 of the key: keys are caller-supplied and may contain `/` or be long.
 `expire_at` is a Timestamp for a TTL policy on the collection:
@@ -19,8 +26,10 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from enum import Enum
+from typing import Any, Final, TypeVar
 
 from google.api_core import exceptions as api_exceptions
 from google.api_core import retry as api_retry
@@ -41,9 +50,21 @@ from sender.ledger import (
 )
 from sender.outcome import ConfigurationError, LedgerUnavailableError, Refusal
 
-# Each ledger call must end well inside the send deadline; Firestore answers in milliseconds
-# when healthy, so this only bounds an outage.
+# One ledger operation (all its reads, writes and retries) ends within this many seconds. Firestore
+# answers in milliseconds when healthy, so this only bounds an outage; the send path waits for the
+# claim before it talks SMTP, and the whole request must fit a Cloud Run / Pub/Sub deadline.
 DEFAULT_TIMEOUT_S = 10.0
+# Read-decide-write rounds before an operation gives up: each lost round means another instance
+# wrote the same key in between, which a handful of instances racing for one event settles in two.
+MAX_ROUNDS = 5
+_BACKOFF_INITIAL_S = 0.1
+_BACKOFF_MAX_S = 1.0
+# A conditional write that lost the race: the document was created, changed or deleted meanwhile.
+_CHANGED_MEANWHILE = (
+    api_exceptions.AlreadyExists,
+    api_exceptions.FailedPrecondition,
+    api_exceptions.NotFound,
+)
 
 T = TypeVar("T")
 
@@ -99,6 +120,71 @@ def _unavailable(exc: Exception) -> LedgerUnavailableError:
     return LedgerUnavailableError(f"the idempotency ledger is unavailable: {type(exc).__name__}")
 
 
+class _Deadline:
+    """One ledger operation's time budget, shared by every RPC and retry the operation makes."""
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._end = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return self._end - time.monotonic()
+
+    def remaining(self) -> float:
+        """Seconds left for the next RPC; raises once there are none."""
+        left = self.left()
+        if left <= 0:
+            raise LedgerUnavailableError(
+                f"the idempotency ledger did not answer within {self._seconds:g} s"
+            )
+        return left
+
+
+def _rpc(deadline: _Deadline, call: Callable[[float], T]) -> T:
+    """`call(timeout)`: one RPC, retried on transient errors while the deadline allows.
+
+    The client library's own retry is switched off (`retry=None` at every call site): its timeout
+    restarts per attempt, where here every attempt gets only what is left of the operation's time.
+    """
+    delay = _BACKOFF_INITIAL_S
+    while True:
+        timeout = deadline.remaining()
+        try:
+            return call(timeout)
+        except Exception as exc:
+            if not api_retry.if_transient_error(exc) or deadline.left() <= delay:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, _BACKOFF_MAX_S)
+
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """A document as read: its record, and the version a conditional write must still find."""
+
+    entry: Entry | None
+    update_time: Any  # None: the document did not exist
+
+    @property
+    def exists(self) -> bool:
+        return self.update_time is not None
+
+
+_ABSENT = _Read(entry=None, update_time=None)
+
+
+class _Keep(Enum):
+    """What a decision returns when nothing needs storing (distinct from None: delete)."""
+
+    KEEP = "keep"
+
+
+_KEEP: Final = _Keep.KEEP
+
+# A decision on what was read: the operation's answer, and what to store for it.
+_Step = Callable[[_Read], tuple[T, Entry | _Keep | None]]
+
+
 class FirestoreLedger:
     """`sender.ledger.Ledger` on a Firestore collection."""
 
@@ -124,67 +210,87 @@ class FirestoreLedger:
         self._ttl_s = ttl_s
         self._clock = clock
         self._timeout_s = timeout_s
-        self._retry = api_retry.Retry(
-            predicate=api_retry.if_transient_error, initial=0.1, maximum=1.0, timeout=timeout_s
-        )
 
     def _ref(self, key: str) -> Any:
         return self._collection.document(document_id(key))
 
-    def _read(self, ref: Any, transaction: Any = None) -> Entry | None:
-        snapshot = ref.get(transaction=transaction, retry=self._retry, timeout=self._timeout_s)
-        return from_document(snapshot.to_dict() or {}) if snapshot.exists else None
-
-    def _guarded(self, operation: Callable[[], T]) -> T:
-        """Run one ledger operation; an unreachable or contended Firestore is a transient error."""
+    def _guarded(self, operation: Callable[[_Deadline], T]) -> T:
+        """Run one ledger operation within its deadline; any Firestore failure is transient."""
         try:
-            return operation()
-        except (api_exceptions.GoogleAPIError, ValueError) as exc:
-            # ValueError: the client gave up a transaction after its attempts (contention).
+            return operation(_Deadline(self._timeout_s))
+        except (api_exceptions.GoogleAPIError, auth_exceptions.GoogleAuthError) as exc:
             raise _unavailable(exc) from exc
 
-    def _in_transaction(self, body: Callable[[Any], T]) -> T:
-        def run() -> T:
-            result: T = firestore.transactional(body)(self._client.transaction())
-            return result
+    def _read(self, ref: Any, deadline: _Deadline) -> _Read:
+        snapshot = _rpc(deadline, lambda timeout: ref.get(retry=None, timeout=timeout))
+        if not snapshot.exists:
+            return _ABSENT
+        return _Read(from_document(snapshot.to_dict() or {}), snapshot.update_time)
 
-        return self._guarded(run)
+    def _write(self, ref: Any, entry: Entry | None, read: _Read, deadline: _Deadline) -> bool:
+        """Store `entry` (None: delete) if the document is still as `read`; False if it changed.
+
+        A retry of a write that was applied but whose reply was lost also ends here as "changed":
+        the caller reads again and finds its own write, which the state machine recognises.
+        """
+        try:
+            if not read.exists:
+                if entry is not None:
+                    document = to_document(entry)
+                    _rpc(deadline, lambda t: ref.create(document, retry=None, timeout=t))
+                return True
+            unchanged = self._client.write_option(last_update_time=read.update_time)
+            if entry is None:
+                _rpc(deadline, lambda t: ref.delete(option=unchanged, retry=None, timeout=t))
+            else:
+                # `update` names every field, so it replaces the whole record (maps included).
+                document = to_document(entry)
+                _rpc(
+                    deadline,
+                    lambda t: ref.update(document, option=unchanged, retry=None, timeout=t),
+                )
+        except _CHANGED_MEANWHILE:
+            return False
+        return True
+
+    def _settle(self, ref: Any, deadline: _Deadline, first: _Read | None, step: _Step[T]) -> T:
+        """Read, decide, write conditionally; on a lost race read again, `MAX_ROUNDS` at most.
+
+        `step(read)` returns the answer and what to store (`_KEEP`: store nothing).
+        `first` stands in for the first read when the caller can guess it (a claim guesses absent).
+        """
+        read = first
+        for _ in range(MAX_ROUNDS):
+            if read is None:
+                read = self._read(ref, deadline)
+            answer, store = step(read)
+            if store is _KEEP or self._write(ref, store, read, deadline):
+                return answer
+            read = None
+        raise LedgerUnavailableError(
+            f"the idempotency ledger record kept changing ({MAX_ROUNDS} rounds); try again later"
+        )
 
     def claim(self, key: str) -> ClaimResult:
         ref = self._ref(key)
         token = new_token()
-        now = self._clock()
-        result, written = decide_claim(
-            None, key=key, token=token, now=now, lease_s=self._lease_s, ttl_s=self._ttl_s
-        )
-        assert written is not None  # an absent record is always claimed
-        try:
-            ref.create(to_document(written), retry=self._retry, timeout=self._timeout_s)
-        except api_exceptions.AlreadyExists:
-            pass  # the common race or a known key: decide on the stored record below
-        except api_exceptions.GoogleAPIError as exc:
-            raise _unavailable(exc) from exc
-        else:
-            return result
 
-        def decide(transaction: Any) -> ClaimResult:
-            now = self._clock()
+        def step(read: _Read) -> tuple[ClaimResult, Entry | _Keep | None]:
             result, written = decide_claim(
-                self._read(ref, transaction),
+                read.entry,
                 key=key,
                 token=token,
-                now=now,
+                now=self._clock(),
                 lease_s=self._lease_s,
                 ttl_s=self._ttl_s,
             )
-            if written is not None:
-                transaction.set(ref, to_document(written))
-            return result
+            return result, _KEEP if written is None else written
 
-        return self._in_transaction(decide)
+        # Guess "absent": a blind create is the one round-trip a new key (the common case) needs.
+        return self._guarded(lambda deadline: self._settle(ref, deadline, _ABSENT, step))
 
     def lookup(self, key: str) -> Entry | None:
-        entry = self._guarded(lambda: self._read(self._ref(key)))
+        entry = self._guarded(lambda deadline: self._read(self._ref(key), deadline).entry)
         if entry is None or entry.expire_at <= self._clock():
             return None
         return entry
@@ -200,9 +306,9 @@ class FirestoreLedger:
     ) -> Entry:
         ref = self._ref(claim.key)
 
-        def merge(transaction: Any) -> Entry:
+        def step(read: _Read) -> tuple[Entry, Entry | _Keep | None]:
             entry = merge_outcome(
-                self._read(ref, transaction),
+                read.entry,
                 claim,
                 now=self._clock(),
                 ttl_s=self._ttl_s,
@@ -211,10 +317,9 @@ class FirestoreLedger:
                 refused=refused,
                 owed=owed,
             )
-            transaction.set(ref, to_document(entry))
-            return entry
+            return entry, entry
 
-        return self._in_transaction(merge)
+        return self._guarded(lambda deadline: self._settle(ref, deadline, None, step))
 
     def complete(
         self,
@@ -231,14 +336,9 @@ class FirestoreLedger:
     def release(self, claim: Claim) -> None:
         ref = self._ref(claim.key)
 
-        def drop(transaction: Any) -> None:
-            entry = self._read(ref, transaction)
-            if entry is None or not holds(entry, claim):
-                return  # someone took over meanwhile: their claim is not ours to drop
-            remaining = released(entry)
-            if remaining is None:
-                transaction.delete(ref)
-            else:
-                transaction.set(ref, to_document(remaining))
+        def step(read: _Read) -> tuple[None, Entry | _Keep | None]:
+            if read.entry is None or not holds(read.entry, claim):
+                return None, _KEEP  # someone took over meanwhile: their claim is not ours to drop
+            return None, released(read.entry)  # None deletes the record
 
-        self._in_transaction(drop)
+        self._guarded(lambda deadline: self._settle(ref, deadline, None, step))

@@ -44,11 +44,24 @@ class BuiltMessage:
     data: bytes  # the exact bytes given to DATA
 
 
+def message_id_seed(ledger_key: str, request: EmailRequest) -> str:
+    """What a keyed Message-ID is derived from: the namespaced key and the message itself.
+
+    Every delivery of one event, on any instance (even one whose in-memory ledger never heard of
+    it), builds the same Message-ID, so a duplicate let through by a crash collapses in mailboxes
+    that deduplicate on Message-ID (Gmail, most ticketing systems). A *different* message under a
+    reused key (after IDEMPOTENCY_TTL_S), or an HTTP key equal to an event id (`http:` vs
+    `pubsub:`), gets a different id, so those mailboxes never drop it as a duplicate.
+    """
+    content = repr(request.model_dump(exclude={"idempotency_key"})).encode("utf-8")
+    return f"{ledger_key}:{hashlib.sha256(content).hexdigest()}"
+
+
 def make_message_id(domain: str, idempotency_key: str | None) -> str:
     """A Message-ID on the sender's domain; deterministic when there is an idempotency key.
 
-    The same key always yields the same id, so if a crash ever lets a duplicate through, receiving
-    systems that collapse on Message-ID (Gmail, most ticketing systems) still show one message.
+    `idempotency_key` is the seed from `message_id_seed`: the same for every delivery of one
+    message under one key. Without a key the id is random.
     """
     if idempotency_key is not None:
         token = hashlib.sha256(idempotency_key.encode("utf-8")).hexdigest()[:40]

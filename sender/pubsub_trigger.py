@@ -85,7 +85,7 @@ def handle(cloud_event: Any) -> None:
             )
             return
         email_request = parse_event(cloud_event)
-        delivery = send_once(email_request, settings, key=event_id, ledger_key=f"pubsub:{event_id}")
+        delivery = send_once(email_request, settings, ledger_key=f"pubsub:{event_id}")
     except ClaimBusyError as error:
         logs.claim_busy(retry_after_s=error.wait_s, via=VIA)
         raise RedeliveryRequested("another delivery of this event is in progress") from None

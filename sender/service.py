@@ -12,6 +12,7 @@ often the request is delivered, and after a partial send only the recipients sti
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sender import logs, secrets, templates, transport, webhook_auth
@@ -20,11 +21,12 @@ from sender.config import Settings
 from sender.header_safety import unsafe_reason
 from sender.ledger import Busy, Claim, Duplicate, Ledger, LedgerConfig, build_ledger
 from sender.message import EmailRequest
-from sender.mime import BuiltMessage, Content, build_message
+from sender.mime import BuiltMessage, Content, build_message, message_id_seed
 from sender.outcome import (
     AuthenticationError,
     ClaimBusyError,
     InvalidRequest,
+    Refusal,
     SendError,
     SendResult,
     classify,
@@ -160,12 +162,13 @@ class Delivery:
     owed: tuple[str, ...] = ()
 
 
-def send_once(request: EmailRequest, settings: Settings, *, key: str, ledger_key: str) -> Delivery:
+def send_once(request: EmailRequest, settings: Settings, *, ledger_key: str) -> Delivery:
     """Send `request` unless `ledger_key` was sent before; raise a `SendError` on failure.
 
-    `key` derives the Message-ID; `ledger_key` is namespaced by trigger so that an HTTP caller's
-    key can never collide with a Pub/Sub event id. Raises `ClaimBusyError` while another delivery
-    of the key holds an unexpired lease.
+    `ledger_key` is namespaced by trigger so that an HTTP caller's key can never collide with a
+    Pub/Sub event id. The Message-ID is derived from `ledger_key` and the message's content
+    (`sender.mime.message_id_seed`). Raises `ClaimBusyError` while another delivery of the key
+    holds an unexpired lease.
     """
     ledger = current_ledger(settings)
     answer = ledger.claim(ledger_key)
@@ -183,19 +186,47 @@ def send_once(request: EmailRequest, settings: Settings, *, key: str, ledger_key
         owed = set(claim.owed)
         recipients = [m for m in request.recipients() if m.addr_spec in owed]
         logs.resuming_partial_send(owed=list(claim.owed), accepted_count=len(claim.accepted))
+    seed = message_id_seed(ledger_key, request)
     try:
-        result = send_email(request, settings, idempotency_key=key, recipients=recipients)
+        result = send_email(request, settings, idempotency_key=seed, recipients=recipients)
     except SendError as error:
-        if not (error.refused and claim.accepted):
+        if error.refused and claim.accepted:
+            # Every owed recipient was refused this time, but earlier attempts were accepted:
+            # that is progress on a partly sent message, not a failure to forget.
+            result = SendResult(claim.message_id or "", [], dict(error.refused))
+        elif _some_final_some_deferred(error.refused):
+            # Nothing was ever accepted, but the 5xx refusals are final: remember them, so the
+            # redelivery this (transient) error asks for goes to the 4xx recipients only.
+            _record_refusals(ledger, claim, error.refused)
+            raise
+        else:
             _release(ledger, claim)
             raise
-        # Every owed recipient was refused this time, but earlier attempts were accepted: that is
-        # progress on a partly sent message, not a failure to forget.
-        result = SendResult(claim.message_id or "", [], dict(error.refused))
     except BaseException:
         _release(ledger, claim)  # nothing was sent: let the next delivery try at once
         raise
     return _record(ledger, claim, result)
+
+
+def _some_final_some_deferred(refused: Mapping[str, Refusal]) -> bool:
+    transient = [r.transient for r in refused.values()]
+    return any(transient) and not all(transient)
+
+
+def _record_refusals(ledger: Ledger, claim: Claim, refused: Mapping[str, Refusal]) -> None:
+    """After every recipient was refused, some for good: progress with nothing accepted."""
+    try:
+        ledger.record_progress(
+            claim,
+            message_id=claim.message_id or "",  # none built reached DATA; a later attempt's counts
+            accepted=[],
+            refused={addr: r for addr, r in refused.items() if not r.transient},
+            owed=[addr for addr, r in refused.items() if r.transient],
+        )
+    except Exception:  # noqa: BLE001 - the refusals are what the caller must hear about
+        # Not recorded: free the key at least, so the redelivery can retry (everyone) at once
+        # rather than after the lease; nothing was sent, so that repeats no email.
+        _release(ledger, claim)
 
 
 def _record(ledger: Ledger, claim: Claim, result: SendResult) -> Delivery:

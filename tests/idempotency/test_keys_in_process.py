@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 
 from sender import service
 from sender.config import Settings
-from sender.ledger import Claimed
+from sender.ledger import Claimed, build_ledger
+from tests.idempotency.conftest import FakeClock
 from tests.support import pubsub
 from tests.support.checks import assert_nothing_sent, log_records
 from tests.support.smtp_server import SmtpTestServer
@@ -51,15 +53,89 @@ def test_header_key_deduplicates_too_and_keys_without_one_do_not(
     assert len(server.wait_for_messages(3)) == 3
 
 
-def test_message_id_is_derived_from_the_key(http_client: Any, server: SmtpTestServer) -> None:
+def test_message_id_follows_the_key_and_the_message(
+    http_client: Any, server: SmtpTestServer
+) -> None:
     a = http_client.post("/", json={**MESSAGE, "idempotency_key": "k-a"}).get_json()
-    service.reset()  # a new instance: the ledger forgot, the Message-ID must not change
+    a_dup = http_client.post("/", json={**MESSAGE, "idempotency_key": "k-a"}).get_json()
+    assert a_dup["status"] == "duplicate"
+    assert a_dup["message_id"] == a["message_id"]
+
+    # A new instance whose memory ledger never heard of k-a sends it again (the memory store's
+    # limit), but with the same Message-ID: mailboxes that deduplicate show one email.
+    service.reset()
     a_again = http_client.post("/", json={**MESSAGE, "idempotency_key": "k-a"}).get_json()
     b = http_client.post("/", json={**MESSAGE, "idempotency_key": "k-b"}).get_json()
-    assert a_again["status"] == "sent"
-    assert a["message_id"] == a_again["message_id"] != b["message_id"]
+    assert a_again["status"] == b["status"] == "sent"
+    assert a_again["message_id"] == a["message_id"]
+    assert b["message_id"] != a["message_id"]
     ids = [m.message["Message-ID"] for m in server.wait_for_messages(3)]
-    assert ids == [a["message_id"], a["message_id"], b["message_id"]]
+    assert ids == [a["message_id"], a_again["message_id"], b["message_id"]]
+
+
+@pytest.fixture
+def service_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """The clock of every ledger the service builds from here on (expiry without sleeping)."""
+    fake = FakeClock()
+    fake.now = time.time()  # starts at the real time, like the clock it stands in for
+    monkeypatch.setattr(service, "build_ledger", lambda config: build_ledger(config, clock=fake))
+    return fake
+
+
+def test_key_reused_after_its_record_expired_for_another_message_gets_a_new_message_id(
+    http_client: Any, server: SmtpTestServer, service_clock: FakeClock
+) -> None:
+    first = http_client.post("/", json={**MESSAGE, "idempotency_key": "nightly-report"}).get_json()
+    service_clock.advance(Settings.from_env().idempotency_ttl_s + 1)
+    tonight = {**MESSAGE, "text": "tonight's numbers", "idempotency_key": "nightly-report"}
+    second = http_client.post("/", json=tonight).get_json()
+
+    assert first["status"] == second["status"] == "sent"
+    delivered = server.wait_for_messages(2)
+    # Same Message-ID would make Gmail drop the second email silently as a duplicate.
+    assert delivered[0].message["Message-ID"] == first["message_id"]
+    assert delivered[1].message["Message-ID"] == second["message_id"]
+    assert first["message_id"] != second["message_id"]
+
+
+def test_http_key_equal_to_an_event_id_is_another_email_with_another_message_id(
+    http_client: Any, event_client: Any, server: SmtpTestServer
+) -> None:
+    sent = http_client.post("/", json={**MESSAGE, "idempotency_key": "abc"})
+    assert sent.get_json()["status"] == "sent"
+    assert pubsub.post_event(event_client, MESSAGE, event_id="abc").status_code == 200
+
+    by_http, by_event = server.wait_for_messages(2)
+    assert by_http.message["Message-ID"] == sent.get_json()["message_id"]
+    assert by_event.message["Message-ID"] != by_http.message["Message-ID"]
+
+
+def test_takeover_of_a_crashed_attempt_resends_with_the_same_message_id(
+    event_client: Any,
+    server: SmtpTestServer,
+    service_clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    ledger = service.current_ledger(Settings.from_env())
+    recorded = ledger.record_progress
+
+    def crash_once(*args: Any, **kwargs: Any) -> Any:
+        # The instance dies after DATA and before the ledger heard of it: the claim stays held.
+        monkeypatch.setattr(ledger, "record_progress", recorded)
+        raise ConnectionError("instance gone")
+
+    monkeypatch.setattr(ledger, "record_progress", crash_once)
+    assert pubsub.post_event(event_client, MESSAGE, event_id="evt-crash").status_code == 200
+
+    service_clock.advance(Settings.from_env().idempotency_lease_s + 1)
+    assert pubsub.post_event(event_client, MESSAGE, event_id="evt-crash").status_code == 200
+
+    first, second = server.wait_for_messages(2)  # the crash window's duplicate ...
+    # ... carries the first attempt's Message-ID, so the recipient's mailbox shows one email.
+    assert second.message["Message-ID"] == first.message["Message-ID"]
+    records = log_records(capfd.readouterr().out)
+    assert any(r["message"].startswith("took over an expired claim") for r in records)
 
 
 def test_http_request_while_another_holds_the_key_is_503_with_retry_after(
@@ -150,3 +226,29 @@ def test_http_partial_4xx_retry_with_the_same_key_sends_only_to_the_owed(
     server.wait_for_messages(2)
     assert copies_for(server, "ops@example.com") == 1
     assert copies_for(server, "busy@example.com") == 1
+
+
+def test_event_refused_4xx_and_5xx_retries_only_the_4xx_recipient(
+    event_client: Any, server: SmtpTestServer
+) -> None:
+    """Nothing accepted, one recipient deferred, one refused for good (README: 5xx is final)."""
+    server.reject_recipient("busy@example.com", DEFERRED)
+    server.reject_recipient("gone@example.com", "550 5.1.1 No such user")
+    message = {**MESSAGE, "to": ["busy@example.com", "gone@example.com"]}
+
+    def rcpt_commands() -> int:
+        return sum(session.commands.count("RCPT") for session in server.sessions)
+
+    statuses, rcpts = [], []
+    for attempt in range(3):
+        if attempt == 2:
+            server.clear_faults()  # busy@ takes mail again; gone@ would still refuse
+            server.reject_recipient("gone@example.com", "550 5.1.1 No such user")
+        before = rcpt_commands()
+        statuses.append(pubsub.post_event(event_client, message, event_id="evt-mixed").status_code)
+        rcpts.append(rcpt_commands() - before)
+
+    assert statuses == [500, 500, 200]  # redelivered while busy@ is owed, then acked
+    assert rcpts == [2, 1, 1]  # gone@ was asked for once, on the first delivery only
+    [delivered] = server.wait_for_messages(1)
+    assert delivered.rcpt_tos == ("busy@example.com",)

@@ -164,6 +164,27 @@ def test_keys_are_any_text(make_ledger: LedgerFactory) -> None:
     assert isinstance(make_ledger().claim(key[:-1]), Claimed)
 
 
+def test_concurrent_outcomes_for_one_key_are_all_kept(make_ledger: LedgerFactory) -> None:
+    # E.g. a slow holder and the instance that took its claim over, reporting at the same moment.
+    claim = claimed(make_ledger().claim("event-1"))
+    writers = 4
+    ledgers = [make_ledger() for _ in range(writers)]
+    start = threading.Barrier(writers)
+
+    def report(index: int) -> None:
+        start.wait(timeout=30)
+        ledgers[index].record_progress(
+            claim, message_id=MID, accepted=[f"r{index}@x.test"], refused={}, owed=["late@x.test"]
+        )
+
+    with ThreadPoolExecutor(writers) as pool:
+        list(pool.map(report, range(writers)))
+    entry = make_ledger().lookup("event-1")
+    assert entry is not None
+    assert sorted(entry.accepted) == [f"r{i}@x.test" for i in range(writers)]
+    assert entry.owed == ("late@x.test",)
+
+
 def test_memory_ledger_is_bounded_least_recently_used_first(clock: FakeClock) -> None:
     ledger = MemoryLedger(max_entries=2, lease_s=LEASE_S, ttl_s=TTL_S, clock=clock)
 
