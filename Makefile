@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 .PHONY: venv lint test dev send-example bench clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv --clear $(VENV)  # --clear: a dependency dropped from requirements goes too
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@

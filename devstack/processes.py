@@ -7,6 +7,7 @@ whole group is what guarantees no stray process keeps a port after the stack sto
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -18,6 +19,15 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from devstack.settings import HOST
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec (Linux): SIGTERM it when devstack dies, however devstack
+    dies — a closed terminal, `kill -9` — so no function server outlives the stack and keeps its
+    port. (A child in its own session gets no signal from the terminal otherwise.)"""
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
 
 
 class StartupError(RuntimeError):
@@ -65,6 +75,7 @@ class FunctionProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
         )
         self._reader = threading.Thread(target=self._pump, name=f"{self.name}-output", daemon=True)
         self._reader.start()

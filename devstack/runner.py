@@ -78,6 +78,8 @@ def banner(settings: DevSettings, profile: Path) -> str:
     outbox = settings.outbox_dir
     with contextlib.suppress(ValueError):
         outbox = outbox.relative_to(Path.cwd())
+    with contextlib.suppress(ValueError):
+        profile = profile.relative_to(Path.cwd())
     return "\n".join(
         [
             "",
@@ -189,6 +191,7 @@ def main() -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGHUP, request_stop)  # the terminal was closed
     code = run(settings, stop)
     say("devstack: stopped" if code == 0 else "devstack: stopped (failed)")
     return code

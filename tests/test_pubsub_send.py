@@ -177,3 +177,18 @@ def test_recent_event_is_not_stale(event_client: Any, server: SmtpTestServer) ->
 
     assert resp.status_code == 200, resp.get_data(as_text=True)
     assert len(server.wait_for_messages(1)) == 1
+
+
+@pytest.mark.parametrize(("hours", "sent"), [(25, 0), (23, 1)])
+def test_default_max_age_is_one_day(
+    event_client: Any, server: SmtpTestServer, hours: int, sent: int
+) -> None:
+    # MAX_EVENT_AGE_S unset: README promises a day.
+    when = datetime.now(UTC) - timedelta(hours=hours)
+    resp = pubsub.post_event(event_client, MESSAGE, event_id=f"evt-{hours}h", time=when)
+
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    if sent:
+        assert len(server.wait_for_messages(1)) == 1
+    else:
+        assert_nothing_sent(server)

@@ -135,12 +135,18 @@ def test_first_run_creates_then_second_run_only_converges(
     )
 
 
-def test_changed_profile_adds_a_version(cloud: FakeCloud, profile_file: Path) -> None:
+def test_changed_profile_adds_a_version_and_never_puts_it_in_argv(
+    cloud: FakeCloud, profile_file: Path
+) -> None:
     (cloud.state / "exists").touch()
     (cloud.state / "latest").write_bytes(b'{"password": "old"}')
     run = run_deploy(env=cloud.env(SMTP_PROFILE_FILE=str(profile_file)))
     assert run.returncode == 0, run.stderr
     assert cloud.added == profile_file.read_bytes()
+    assert CANARY.encode() in cloud.added  # the fixture's profile holds the canary password
+    for call in cloud.calls():
+        assert not any(CANARY in arg for arg in call), call
+    assert CANARY not in run.stdout + run.stderr
 
 
 def test_profile_from_stdin_reaches_secret_manager_and_never_argv(cloud: FakeCloud) -> None:

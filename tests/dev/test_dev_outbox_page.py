@@ -11,8 +11,6 @@ from urllib.parse import unquote
 
 import pytest
 
-from devstack.web import BODY_CSP
-
 from .conftest import LocalOutbox, alert
 
 
@@ -67,7 +65,9 @@ def test_message_page_sandboxes_html_and_serves_attachments(local_outbox: LocalO
 
     status, headers, body = get(f"{local_outbox.url}/messages/{message_id}/body.html")
     assert status == 200
-    assert headers["Content-Security-Policy"] == BODY_CSP
+    # Written out, not imported from devstack.web: a weakened policy must fail this test.
+    csp = "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+    assert headers["Content-Security-Policy"] == csp
     assert "<p>html part here</p>" in body.decode()
 
     status, headers, body = get(f"{local_outbox.url}/messages/{message_id}/attachments/0")
@@ -89,3 +89,25 @@ def test_unknown_messages_are_404(local_outbox: LocalOutbox, path: str) -> None:
     local_outbox.send(alert("only one"))
     status, _, _ = get(local_outbox.url + path)
     assert status == 404
+
+
+def test_message_page_escapes_subject_headers_text_and_filenames(local_outbox: LocalOutbox) -> None:
+    script = "<script>alert(1)</script>"
+    img = '<img src=x onerror="alert(2)">'
+    message = alert(
+        f"subject {script}",
+        text=f"text {img}",
+        attachments=[(f"a{script}.txt", "text/plain", b"x")],
+    )
+    message["X-Ticket"] = f"header {img}"
+    local_outbox.send(message)
+    (message_id,) = local_outbox.outbox.ids()
+
+    _, _, body = get(f"{local_outbox.url}/messages/{message_id}")
+    page = body.decode()
+    assert "<script>alert(1)" not in page
+    assert "<img src=x" not in page
+    assert "subject &lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "header &lt;img src=x onerror=" in page
+    assert "text &lt;img src=x onerror=" in page
+    assert "a&lt;script&gt;alert(1)&lt;/script&gt;.txt" in page

@@ -201,3 +201,16 @@ def test_send_example_sends_an_alert_an_alertmanager_webhook_and_an_event(stack:
     assert "[FIRING] Disk 91% on db-1" in subjects, stack.output()
     assert "[FIRING:2] HighLatency" in subjects
     assert any("야간 백업 완료" in subject for subject in subjects)
+
+
+def test_no_function_server_outlives_a_killed_stack(stack: Stack) -> None:
+    """A closed terminal or `kill -9` gives devstack no chance to clean up: the function servers
+    must go by themselves, or the next `make dev` finds its ports taken."""
+    stack.process.kill()
+    stack.process.wait(timeout=10)
+    deadline = time.monotonic() + 30
+    for name in ("HTTP", "EVENT"):
+        while _processes_mentioning(f"--port={stack.ports[name]}"):
+            assert time.monotonic() < deadline, f"the {name} function outlived devstack"
+            time.sleep(0.2)
+        assert _port_free(stack.ports[name])

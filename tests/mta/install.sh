@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install Debian's Postfix and Dovecot for the MTA test tier: idempotent, non-interactive,
 # safe on a machine without systemd. Must run as root. Configures nothing system-wide: the
-# tier runs from its own state directory (see tests/mta/mta.py); the packages' own daemons
+# tier runs from its own state directory (see tests/mta/tier.py); the packages' own daemons
 # are never started.
 set -euo pipefail
 
