@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from devstack.settings import HOST
-from tests.support.loopback import OFFLINE_ENV, free_port
+from tests.support.loopback import OFFLINE_ENV, free_ports
 
 pytestmark = pytest.mark.process
 
@@ -60,7 +60,8 @@ def _port_free(port: int) -> bool:
 class Stack:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self.ports = {name: free_port() for name in ("HTTP", "EVENT", "OUTBOX", "SMTP")}
+        names = ("HTTP", "EVENT", "OUTBOX", "SMTP")
+        self.ports = dict(zip(names, free_ports(len(names)), strict=True))
         self.log = workdir / "devstack.log"
         self.env = env = {
             **os.environ,

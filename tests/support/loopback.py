@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 
 # Environment for any process that may load gcloud or google-auth: no usage reports, no update
@@ -17,6 +18,17 @@ OFFLINE_ENV: dict[str, str] = {
     "GCE_METADATA_ROOT": "127.0.0.1:9",
     "CLOUDSDK_CORE_CHECK_GCE_METADATA": "false",
 }
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct ports free a moment ago: held open together while they are picked, since
+    a port released by one pick can be handed out again by the next."""
+    with contextlib.ExitStack() as held:
+        sockets = [held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+                   for _ in range(count)]  # fmt: skip
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
 
 
 def free_port() -> int:
