@@ -22,7 +22,6 @@ from sender.header_safety import unsafe_reason
 # and so often a sign of an injection attempt, that refusing them is the kinder default.
 _LOCAL_PART = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_ADDRESS_LENGTH = 254
 # A display name is one header word sequence; beyond this it cannot always be folded under the
 # 998-character line limit, and no real name is this long.
@@ -50,10 +49,6 @@ class Mailbox:
 
     def __str__(self) -> str:
         return self.addr_spec
-
-
-def has_control_characters(text: str) -> bool:
-    return bool(_CONTROL.search(text))
 
 
 def ascii_domain(domain: str) -> str:

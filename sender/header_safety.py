@@ -18,6 +18,11 @@ _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _ENCODED_WORD = re.compile(r"=\?[^?\s]*\?[bBqQ]\?")
 
 
+def has_control_characters(text: str) -> bool:
+    """Line breaks and other controls (C0, C1, U+2028/9): never valid in a host or user name."""
+    return bool(_BREAKING.search(text))
+
+
 def has_lone_surrogate(text: str) -> bool:
     return bool(_SURROGATE.search(text))
 

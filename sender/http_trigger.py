@@ -17,9 +17,8 @@ import flask
 
 from sender import alertmanager, logs, webhook_auth
 from sender.config import Settings
-from sender.message import EmailRequest, parse_request
+from sender.message import EmailRequest, decode_json, parse_request
 from sender.outcome import (
-    ClaimBusyError,
     ConfigurationError,
     InvalidRequest,
     MessageTooLarge,
@@ -47,9 +46,7 @@ def _json(
 
 def _error(error: SendError) -> flask.Response:
     headers = {}
-    if isinstance(error, ClaimBusyError):
-        headers["Retry-After"] = str(error.wait_s)  # when the holder's lease runs out
-    elif isinstance(error, TransientError):
+    if isinstance(error, TransientError):
         headers["Retry-After"] = str(error.retry_after_s)
     return _json(error.response_body(), error.http_status, headers)
 
@@ -69,19 +66,7 @@ def _read_body(request: flask.Request, max_bytes: int) -> bytes:
 def _parse_json(request: flask.Request, raw: bytes) -> Any:
     if request.mimetype != "application/json":
         raise UnsupportedMediaType.one("Content-Type", "send the message as application/json")
-    try:
-        return json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise InvalidRequest.one("body", "is not UTF-8") from None
-    except RecursionError:
-        raise InvalidRequest.one("body", "is nested too deeply") from None
-    except ValueError as exc:
-        raise InvalidRequest.one(
-            "body",
-            f"is not valid JSON (line {exc.lineno}, column {exc.colno})"
-            if isinstance(exc, json.JSONDecodeError)
-            else "is not valid JSON",
-        ) from None
+    return decode_json(raw, "body")
 
 
 def _alertmanager_recipients(request: flask.Request) -> list[str]:
@@ -117,12 +102,7 @@ def _success(delivery: Delivery) -> flask.Response:
     if delivery.duplicate:
         logs.duplicate(message_id=result.message_id, accepted_count=len(result.accepted), via=VIA)
     else:
-        logs.sent(
-            message_id=result.message_id,
-            accepted=result.accepted,
-            refused=result.refused_json(),
-            via=VIA,
-        )
+        logs.sent(result, via=VIA)
     return _json(
         {
             "status": "duplicate" if delivery.duplicate else result.status,

@@ -22,13 +22,13 @@ records on read, since TTL deletion runs late). The state machine lives in the p
 
 from __future__ import annotations
 
+import abc
 import threading
 import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Protocol
 
 from sender.config import (
     DEFAULT_IDEMPOTENCY_MEMORY_MAX_ENTRIES,
@@ -89,15 +89,17 @@ class Busy:
 ClaimResult = Claimed | Duplicate | Busy
 
 
-class Ledger(Protocol):
+class Ledger(abc.ABC):
     """What the send path needs from a store. Every method is atomic per key."""
 
+    @abc.abstractmethod
     def claim(self, key: str) -> ClaimResult: ...
 
+    @abc.abstractmethod
     def lookup(self, key: str) -> Entry | None:
         """The unexpired record for `key`, or None."""
-        ...
 
+    @abc.abstractmethod
     def record_progress(
         self,
         claim: Claim,
@@ -107,8 +109,8 @@ class Ledger(Protocol):
         refused: Mapping[str, Refusal],
         owed: Sequence[str],
     ) -> Entry:
-        """After a partial send: `accepted` and `refused` (final) by this attempt, `owed` (4xx)."""
-        ...
+        """After an attempt: `accepted` and `refused` (final) by it, `owed` (4xx) still to send.
+        With nothing owed the record is complete. Returns it with every attempt merged."""
 
     def complete(
         self,
@@ -118,12 +120,14 @@ class Ledger(Protocol):
         accepted: Sequence[str],
         refused: Mapping[str, Refusal],
     ) -> Entry:
-        """Nothing more is owed. Returns the record with every attempt's results merged."""
-        ...
+        """Nothing more is owed: `record_progress` with an empty `owed`."""
+        return self.record_progress(
+            claim, message_id=message_id, accepted=accepted, refused=refused, owed=()
+        )
 
+    @abc.abstractmethod
     def release(self, claim: Claim) -> None:
         """Give the claim up after a failure that sent nothing, so a retry can claim at once."""
-        ...
 
 
 # --- the state machine (pure, shared by every store) ---------------------------------------
@@ -276,7 +280,7 @@ def build_ledger(config: LedgerConfig, *, clock: Clock = time.time) -> Ledger:
 # --- the in-memory store ------------------------------------------------------------------
 
 
-class MemoryLedger:
+class MemoryLedger(Ledger):
     """Per instance: catches redeliveries that land on the same warm instance, nothing more.
 
     Bounded: at most `max_entries` records, least recently used evicted first, expired ones
@@ -360,18 +364,6 @@ class MemoryLedger:
             )
             self._put(entry)
             return entry
-
-    def complete(
-        self,
-        claim: Claim,
-        *,
-        message_id: str,
-        accepted: Sequence[str],
-        refused: Mapping[str, Refusal],
-    ) -> Entry:
-        return self.record_progress(
-            claim, message_id=message_id, accepted=accepted, refused=refused, owed=()
-        )
 
     def release(self, claim: Claim) -> None:
         with self._lock:

@@ -42,6 +42,7 @@ from sender.ledger import (
     ClaimResult,
     Clock,
     Entry,
+    Ledger,
     decide_claim,
     holds,
     merge_outcome,
@@ -185,7 +186,7 @@ _KEEP: Final = _Keep.KEEP
 _Step = Callable[[_Read], tuple[T, Entry | _Keep | None]]
 
 
-class FirestoreLedger:
+class FirestoreLedger(Ledger):
     """`sender.ledger.Ledger` on a Firestore collection."""
 
     def __init__(
@@ -320,18 +321,6 @@ class FirestoreLedger:
             return entry, entry
 
         return self._guarded(lambda deadline: self._settle(ref, deadline, None, step))
-
-    def complete(
-        self,
-        claim: Claim,
-        *,
-        message_id: str,
-        accepted: Sequence[str],
-        refused: Mapping[str, Refusal],
-    ) -> Entry:
-        return self.record_progress(
-            claim, message_id=message_id, accepted=accepted, refused=refused, owed=()
-        )
 
     def release(self, claim: Claim) -> None:
         ref = self._ref(claim.key)

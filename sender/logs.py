@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any
 
+from sender.outcome import SendResult
+
 # Fields every line of the current invocation carries (event id, trace); set by the triggers.
 _context: ContextVar[Mapping[str, Any] | None] = ContextVar("log_context", default=None)
 _write_lock = threading.Lock()
@@ -55,14 +57,15 @@ def write(severity: str, message: str, **fields: Any) -> None:
 # --- the messages ---------------------------------------------------------------------------
 
 
-def sent(*, message_id: str, accepted: list[str], refused: Mapping[str, Any], via: str) -> None:
+def sent(result: SendResult, *, via: str) -> None:
+    """The outcome line: message id, accepted count and addresses, and the refused dict."""
     write(
-        "WARNING" if refused else "INFO",
-        "email partially sent" if refused else "email sent",
-        message_id=message_id,
-        accepted_count=len(accepted),
-        accepted=accepted,
-        refused=dict(refused),
+        "WARNING" if result.refused else "INFO",
+        "email partially sent" if result.refused else "email sent",
+        message_id=result.message_id,
+        accepted_count=len(result.accepted),
+        accepted=result.accepted,
+        refused=result.refused_json(),
         trigger=via,
     )
 
@@ -85,10 +88,6 @@ def auth_failed_secret_unchanged() -> None:
 
 def secret_read(*, source: str, version: str | None) -> None:
     write("DEBUG", "SMTP profile loaded", source=source, secret_version=version)
-
-
-def event_undecodable(reason: str) -> None:
-    write("ERROR", "Pub/Sub event could not be decoded; dropped", reason=reason)
 
 
 def webhook_rejected(*, reason: str, via: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from typing import Annotated, Any
 
@@ -244,6 +245,22 @@ def field_problems(exc: ValidationError) -> list[FieldProblem]:
 
 
 MAX_JSON_DEPTH = 32
+
+
+def decode_json(raw: bytes | str, field_name: str) -> Any:
+    """UTF-8 JSON from a caller (HTTP body, Pub/Sub data), or an `InvalidRequest` saying why not."""
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        return json.loads(text)
+    except UnicodeDecodeError:
+        raise InvalidRequest.one(field_name, "is not UTF-8") from None
+    except RecursionError:
+        raise InvalidRequest.one(field_name, "is nested too deeply") from None
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno}, column {exc.colno}"
+        raise InvalidRequest.one(field_name, f"is not valid JSON ({where})") from None
+    except ValueError:  # e.g. an integer beyond Python's digit limit
+        raise InvalidRequest.one(field_name, "is not valid JSON") from None
 
 
 def _unusable_strings(value: Any, path: str, depth: int = 0) -> list[FieldProblem]:

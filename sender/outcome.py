@@ -14,6 +14,7 @@ import math
 import smtplib
 import socket
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, ClassVar
@@ -167,7 +168,8 @@ class TransientError(SendError):
 
     disposition = Disposition.UNAVAILABLE
     http_status = 503
-    retry_after_s: ClassVar[int] = 30
+    # Seconds a caller should wait before retrying (the HTTP Retry-After header).
+    retry_after_s: int = 30
 
     def response_body(self) -> dict[str, Any]:
         return {**super().response_body(), "retryable": True}
@@ -206,6 +208,15 @@ def _by_code(code: int, reason: str, message: str) -> SendError:
     if 400 <= code < 500:
         return TransientError(reason, smtp_code=code, smtp_message=message)
     return RejectedError(reason, smtp_code=code, smtp_message=message)
+
+
+def split_refusals(
+    refused: Mapping[str, Refusal],
+) -> tuple[dict[str, Refusal], dict[str, Refusal]]:
+    """(final: 5xx, reported and never retried; deferred: 4xx, owed a later attempt)."""
+    final = {addr: r for addr, r in refused.items() if not r.transient}
+    deferred = {addr: r for addr, r in refused.items() if r.transient}
+    return final, deferred
 
 
 def refusals_from(recipients: dict[str, tuple[int, bytes]]) -> dict[str, Refusal]:
@@ -272,9 +283,9 @@ class ClaimBusyError(TransientError):
 
     Transient on purpose, for HTTP too (503 + Retry-After rather than 409): the other attempt may
     still fail, and webhook senders (Alertmanager, Grafana, CI) retry 5xx but drop a 409, which
-    would lose the alert. After `wait_s` a retry gets `duplicate` or takes the claim over.
+    would lose the alert. After `retry_after_s` a retry gets `duplicate` or takes the claim over.
     """
 
     def __init__(self, wait_s: float) -> None:
         super().__init__("a delivery with this idempotency key is in progress")
-        self.wait_s = max(1, math.ceil(wait_s))
+        self.retry_after_s = max(1, math.ceil(wait_s))  # when the holder's lease runs out

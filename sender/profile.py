@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sender.addresses import AddressError, Mailbox, has_control_characters, parse_mailbox
+from sender.addresses import AddressError, Mailbox, parse_mailbox
+from sender.header_safety import has_control_characters
 from sender.outcome import ConfigurationError
 
 Security = Literal["ssl", "starttls", "none"]

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from datetime import UTC, datetime
 from typing import Any
 
 from sender import logs
 from sender.config import Settings
-from sender.message import EmailRequest, parse_request
+from sender.message import EmailRequest, decode_json, parse_request
 from sender.outcome import ClaimBusyError, Disposition, InvalidRequest, SendError, TransientError
 from sender.service import send_once
 
@@ -35,10 +34,7 @@ class RedeliveryRequested(RuntimeError):
 def decode_event_data(data: Any) -> Any:
     """`MessagePublishedData` -> the decoded JSON of `message.data`; raises InvalidRequest."""
     if isinstance(data, bytes | str):
-        try:
-            data = json.loads(data)
-        except (ValueError, RecursionError):
-            raise InvalidRequest.one("event", "the event data is not JSON") from None
+        data = decode_json(data, "event")
     message = data.get("message") if isinstance(data, dict) else None
     if not isinstance(message, dict) or not isinstance(message.get("data"), str):
         raise InvalidRequest.one("message.data", "the Pub/Sub message has no data")
@@ -46,12 +42,7 @@ def decode_event_data(data: Any) -> Any:
         raw = base64.b64decode(message["data"], validate=True)
     except (binascii.Error, ValueError):
         raise InvalidRequest.one("message.data", "is not valid base64") from None
-    try:
-        return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise InvalidRequest.one("message.data", "is not UTF-8 JSON") from None
-    except RecursionError:
-        raise InvalidRequest.one("message.data", "is nested too deeply") from None
+    return decode_json(raw, "message.data")
 
 
 def parse_event(cloud_event: Any) -> EmailRequest:
@@ -87,7 +78,7 @@ def handle(cloud_event: Any) -> None:
         email_request = parse_event(cloud_event)
         delivery = send_once(email_request, settings, ledger_key=f"pubsub:{event_id}")
     except ClaimBusyError as error:
-        logs.claim_busy(retry_after_s=error.wait_s, via=VIA)
+        logs.claim_busy(retry_after_s=error.retry_after_s, via=VIA)
         raise RedeliveryRequested("another delivery of this event is in progress") from None
     except InvalidRequest as error:
         logs.invalid_request(error.log_fields(), via=VIA)
@@ -114,12 +105,7 @@ def handle(cloud_event: Any) -> None:
     if delivery.duplicate:
         logs.duplicate(message_id=result.message_id, accepted_count=len(result.accepted), via=VIA)
         return
-    logs.sent(
-        message_id=result.message_id,
-        accepted=result.accepted,
-        refused=result.refused_json(),
-        via=VIA,
-    )
+    logs.sent(result, via=VIA)
     if delivery.owed:
         logs.deferred_recipients(owed=list(delivery.owed), via=VIA)
         raise RedeliveryRequested("some recipients were deferred (4xx)")

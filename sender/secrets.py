@@ -67,13 +67,15 @@ class FileSecretSource:
             ) from None
 
 
-def resolve_secret_version(name: str, project: str | None) -> str:
-    """`S`, `projects/P/secrets/S` or `projects/P/secrets/S/versions/V` -> a full version name."""
+def resolve_secret_version(name: str, project: str | None, variable: str = "SMTP_SECRET") -> str:
+    """`S`, `projects/P/secrets/S` or `projects/P/secrets/S/versions/V` -> a full version name.
+
+    `variable` names the setting in error messages (SMTP_SECRET, WEBHOOK_SECRET)."""
     parts = name.strip().strip("/").split("/")
     if len(parts) == 1 and parts[0]:
         if not project:
             raise ConfigurationError(
-                f"SMTP_SECRET {name!r} is a bare name, but GOOGLE_CLOUD_PROJECT is not set"
+                f"{variable} {name!r} is a bare name, but GOOGLE_CLOUD_PROJECT is not set"
             )
         return f"projects/{project}/secrets/{parts[0]}/versions/latest"
     if len(parts) == 4 and parts[0] == "projects" and parts[2] == "secrets" and all(parts):
@@ -82,7 +84,7 @@ def resolve_secret_version(name: str, project: str | None) -> str:
     if is_version and parts[4] == "versions" and all(parts):
         return "/".join(parts)
     raise ConfigurationError(
-        "SMTP_SECRET must be projects/P/secrets/S[/versions/V] or a bare secret name"
+        f"{variable} must be projects/P/secrets/S[/versions/V] or a bare secret name"
     )
 
 
@@ -170,13 +172,19 @@ class SecretManagerSource:
         return SecretPayload(data, response.name or None)
 
 
+def secret_manager_source(name: str, settings: Settings, variable: str) -> SecretManagerSource:
+    """The Secret Manager version `name` (the value of setting `variable`) resolves to."""
+    version = resolve_secret_version(name, settings.google_cloud_project, variable)
+    return SecretManagerSource(version, settings.secret_manager_emulator_host)
+
+
 def source_for(settings: Settings) -> SecretSource:
+    """Where the SMTP profile comes from: SMTP_SECRET_FILE (local) or SMTP_SECRET."""
     if settings.smtp_secret_file:
         return FileSecretSource(settings.smtp_secret_file)
     if not settings.smtp_secret:
         raise ConfigurationError("set SMTP_SECRET (or SMTP_SECRET_FILE for local runs)")
-    version = resolve_secret_version(settings.smtp_secret, settings.google_cloud_project)
-    return SecretManagerSource(version, settings.secret_manager_emulator_host)
+    return secret_manager_source(settings.smtp_secret, settings, "SMTP_SECRET")
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ from sender.outcome import (
     SendError,
     SendResult,
     classify,
+    split_refusals,
 )
 from sender.policy import check_recipients, resolve_sender
 from sender.profile import SmtpProfile
@@ -194,7 +195,7 @@ def send_once(request: EmailRequest, settings: Settings, *, ledger_key: str) -> 
             # Every owed recipient was refused this time, but earlier attempts were accepted:
             # that is progress on a partly sent message, not a failure to forget.
             result = SendResult(claim.message_id or "", [], dict(error.refused))
-        elif _some_final_some_deferred(error.refused):
+        elif all(split_refusals(error.refused)):
             # Nothing was ever accepted, but the 5xx refusals are final: remember them, so the
             # redelivery this (transient) error asks for goes to the 4xx recipients only.
             _record_refusals(ledger, claim, error.refused)
@@ -208,20 +209,16 @@ def send_once(request: EmailRequest, settings: Settings, *, ledger_key: str) -> 
     return _record(ledger, claim, result)
 
 
-def _some_final_some_deferred(refused: Mapping[str, Refusal]) -> bool:
-    transient = [r.transient for r in refused.values()]
-    return any(transient) and not all(transient)
-
-
 def _record_refusals(ledger: Ledger, claim: Claim, refused: Mapping[str, Refusal]) -> None:
     """After every recipient was refused, some for good: progress with nothing accepted."""
+    final, deferred = split_refusals(refused)
     try:
         ledger.record_progress(
             claim,
             message_id=claim.message_id or "",  # none built reached DATA; a later attempt's counts
             accepted=[],
-            refused={addr: r for addr, r in refused.items() if not r.transient},
-            owed=[addr for addr, r in refused.items() if r.transient],
+            refused=final,
+            owed=list(deferred),
         )
     except Exception:  # noqa: BLE001 - the refusals are what the caller must hear about
         # Not recorded: free the key at least, so the redelivery can retry (everyone) at once
@@ -230,21 +227,16 @@ def _record_refusals(ledger: Ledger, claim: Claim, refused: Mapping[str, Refusal
 
 
 def _record(ledger: Ledger, claim: Claim, result: SendResult) -> Delivery:
-    deferred = {addr: r for addr, r in result.refused.items() if r.transient}
-    final = {addr: r for addr, r in result.refused.items() if not r.transient}
+    final, deferred = split_refusals(result.refused)
     try:
-        if deferred:
-            entry = ledger.record_progress(
-                claim,
-                message_id=result.message_id,
-                accepted=result.accepted,
-                refused=final,
-                owed=list(deferred),
-            )
-        else:
-            entry = ledger.complete(
-                claim, message_id=result.message_id, accepted=result.accepted, refused=final
-            )
+        # Nothing deferred means nothing owed: the record is complete.
+        entry = ledger.record_progress(
+            claim,
+            message_id=result.message_id,
+            accepted=result.accepted,
+            refused=final,
+            owed=list(deferred),
+        )
     except Exception as exc:  # noqa: BLE001 - the email went out: report it whatever the ledger did
         # No redelivery for the deferred ones: without a record it would resend to everyone.
         logs.sent_not_recorded(error_type=type(exc).__name__, deferred=list(deferred))

@@ -25,9 +25,8 @@ from sender.config import Settings
 from sender.outcome import ConfigurationError
 from sender.secrets import (
     FileSecretSource,
-    SecretManagerSource,
     SecretSource,
-    resolve_secret_version,
+    secret_manager_source,
 )
 
 SIGNATURE_HEADERS = ("X-Signature-256", "X-Hub-Signature-256")
@@ -139,16 +138,7 @@ def token_store(settings: Settings) -> TokenStore | None:
                     settings.webhook_secret.removeprefix("file:"), variable="WEBHOOK_SECRET"
                 )
             else:
-                try:
-                    name = resolve_secret_version(
-                        settings.webhook_secret, settings.google_cloud_project
-                    )
-                except ConfigurationError:
-                    raise ConfigurationError(
-                        "WEBHOOK_SECRET must be projects/P/secrets/S[/versions/V], a bare name, "
-                        "or file:PATH"
-                    ) from None
-                source = SecretManagerSource(name, settings.secret_manager_emulator_host)
+                source = secret_manager_source(settings.webhook_secret, settings, "WEBHOOK_SECRET")
             store = _stores[key] = TokenStore(source)
         return store
 
