@@ -67,8 +67,8 @@ def tls_context(ca_file: str | None) -> ssl.SSLContext:
 class Deadline:
     """One absolute deadline for everything a send does (both attempts of a rotation retry).
 
-    `step()` bounds one network operation by `SMTP_TIMEOUT_S` and by what is left; `watch()`
-    arms a watchdog that shuts the socket down when the deadline passes, because a server that
+    `step()` bounds one network operation by `SMTP_TIMEOUT_S` and by what is left; `send` also
+    runs a `_Watchdog` that shuts the socket down when the deadline passes, because a server that
     drips one byte per second never trips a per-read timeout.
     """
 

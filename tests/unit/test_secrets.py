@@ -8,41 +8,29 @@ import pytest
 
 from sender.config import Settings
 from sender.outcome import ConfigurationError
-from sender.secrets import ProfileStore, SecretPayload, resolve_secret_version
+from sender.secrets import ProfileStore, resolve_secret_version
+from tests.unit.fakes import FakeClock, FakeSecretSource
 
 
-class RotatingSource:
-    def __init__(self) -> None:
-        self.password = "old"
-        self.reads = 0
-
-    @property
-    def label(self) -> str:
-        return "fake"
-
-    def read(self) -> SecretPayload:
-        self.reads += 1
-        profile = {
-            "host": "smtp.example.com",
-            "username": "u@example.com",
-            "password": self.password,
-        }
-        return SecretPayload(json.dumps(profile).encode(), str(self.reads))
+def profile(password: str) -> bytes:
+    return json.dumps(
+        {"host": "smtp.example.com", "username": "u@example.com", "password": password}
+    ).encode()
 
 
 def test_cached_for_the_ttl() -> None:
-    source, now = RotatingSource(), [0.0]
-    store = ProfileStore(source, ttl_s=300, clock=lambda: now[0])
+    source, clock = FakeSecretSource(profile("old")), FakeClock()
+    store = ProfileStore(source, ttl_s=300, clock=clock)
     store.get()
     store.get()
     assert source.reads == 1
-    now[0] = 301
+    clock.now += 301
     store.get()
     assert source.reads == 2
 
 
 def test_reread_with_an_unchanged_secret_says_so() -> None:
-    source = RotatingSource()
+    source = FakeSecretSource(profile("old"))
     store = ProfileStore(source, ttl_s=300)
     used = store.get()
     fresh, changed = store.reread(used)
@@ -51,10 +39,10 @@ def test_reread_with_an_unchanged_secret_says_so() -> None:
 
 
 def test_two_failures_during_one_rotation_both_see_the_new_password() -> None:
-    source = RotatingSource()
+    source = FakeSecretSource(profile("old"))
     store = ProfileStore(source, ttl_s=300)
     first_used, second_used = store.get(), store.get()  # two sends in flight, old password
-    source.password = "new"  # rotated: both fail to log in
+    source.payload = profile("new")  # rotated: both fail to log in
 
     first, first_changed = store.reread(first_used)
     second, second_changed = store.reread(second_used)

@@ -7,34 +7,10 @@ import hmac
 
 import pytest
 
-from sender.secrets import SecretPayload
 from sender.webhook_auth import TokenStore, WebhookForbidden, WebhookUnauthorized, verify
+from tests.unit.fakes import FakeClock, FakeSecretSource
 
 BODY = b'{"to": "ops@example.com"}'
-
-
-class FakeSource:
-    """Stands in for Secret Manager: counts reads, and can be rotated."""
-
-    def __init__(self, token: bytes) -> None:
-        self.token = token
-        self.reads = 0
-
-    @property
-    def label(self) -> str:
-        return "fake"
-
-    def read(self) -> SecretPayload:
-        self.reads += 1
-        return SecretPayload(self.token + b"\n", "1")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def signature(token: bytes, body: bytes) -> str:
@@ -42,17 +18,17 @@ def signature(token: bytes, body: bytes) -> str:
 
 
 @pytest.fixture
-def source() -> FakeSource:
-    return FakeSource(b"s3cret-token")
+def source() -> FakeSecretSource:
+    return FakeSecretSource(b"s3cret-token\n")
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture
-def store(source: FakeSource, clock: Clock) -> TokenStore:
+def store(source: FakeSecretSource, clock: FakeClock) -> TokenStore:
     return TokenStore(source, clock)
 
 
@@ -92,10 +68,10 @@ def test_wrong_credential_is_403(store: TokenStore, headers: dict[str, str]) -> 
 
 
 def test_rotated_token_is_picked_up_without_hammering_the_secret(
-    store: TokenStore, source: FakeSource, clock: Clock
+    store: TokenStore, source: FakeSecretSource, clock: FakeClock
 ) -> None:
     verify(store, {"X-Webhook-Token": "s3cret-token"}, BODY)
-    source.token = b"rotated-token"
+    source.payload = b"rotated-token\n"
     clock.now += 60  # past the re-read interval, inside the cache TTL
     verify(store, {"X-Webhook-Token": "rotated-token"}, BODY)
     assert source.reads == 2
