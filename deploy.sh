@@ -335,6 +335,12 @@ exists() {
   "$@" >/dev/null 2>&1
 }
 
+# For teardown: does a resource exist? Under --dry-run the describe is printed and the answer
+# is "yes", so the listing shows every delete a teardown may perform.
+present() {
+  exists "$@" || $DRY_RUN
+}
+
 # Read one value with a gcloud lookup into the variable named $1. Under --dry-run the
 # lookup is printed and the variable gets the marked placeholder $2.
 lookup() {
@@ -543,7 +549,7 @@ schedule() {
 
 invokers() {
   [[ -n $INVOKERS ]] || return 0
-  local member
+  local member members
   note "step 7: roles/run.invoker on $HTTP_FUNCTION for: $INVOKERS"
   IFS=, read -r -a members <<<"$INVOKERS"
   for member in "${members[@]}"; do
@@ -576,27 +582,26 @@ teardown() {
   note "teardown: deleting what deploy.sh created in $PROJECT (APIs stay enabled)"
   local fn topic secret sa
   # The scheduler job is looked for even without SCHEDULE: an earlier run may have made one.
-  if exists gcloud scheduler jobs describe "$SCHEDULER_JOB" --location="$REGION" "${P[@]}" ||
-    $DRY_RUN; then
+  if present gcloud scheduler jobs describe "$SCHEDULER_JOB" --location="$REGION" "${P[@]}"; then
     run gcloud scheduler jobs delete "$SCHEDULER_JOB" --location="$REGION" "${P[@]}" --quiet
   fi
   # Deleting the Pub/Sub function also deletes its Eventarc trigger and push subscription.
   for fn in "$PUBSUB_FUNCTION" "$HTTP_FUNCTION"; do
-    if exists gcloud functions describe "$fn" --region="$REGION" "${P[@]}" || $DRY_RUN; then
+    if present gcloud functions describe "$fn" --region="$REGION" "${P[@]}"; then
       run gcloud functions delete "$fn" --region="$REGION" "${P[@]}" --quiet
     fi
   done
-  if exists gcloud pubsub subscriptions describe "$DLQ_SUBSCRIPTION" "${P[@]}" || $DRY_RUN; then
+  if present gcloud pubsub subscriptions describe "$DLQ_SUBSCRIPTION" "${P[@]}"; then
     run gcloud pubsub subscriptions delete "$DLQ_SUBSCRIPTION" "${P[@]}" --quiet
   fi
   for topic in "$TOPIC" "$DLQ_TOPIC"; do
-    if exists gcloud pubsub topics describe "$topic" "${P[@]}" || $DRY_RUN; then
+    if present gcloud pubsub topics describe "$topic" "${P[@]}"; then
       run gcloud pubsub topics delete "$topic" "${P[@]}" --quiet
     fi
   done
   if ! $KEEP_SECRETS; then
     for secret in "$SMTP_SECRET" ${WEBHOOK_SECRET:+"$WEBHOOK_SECRET"}; do
-      if exists gcloud secrets describe "$secret" "${P[@]}" || $DRY_RUN; then
+      if present gcloud secrets describe "$secret" "${P[@]}"; then
         run gcloud secrets delete "$secret" "${P[@]}" --quiet
       fi
     done
@@ -609,7 +614,7 @@ teardown() {
       note "no datastore.user binding to remove"
   fi
   for sa in "$RUNTIME_SA" "$TRIGGER_SA"; do
-    if exists gcloud iam service-accounts describe "$sa" "${P[@]}" || $DRY_RUN; then
+    if present gcloud iam service-accounts describe "$sa" "${P[@]}"; then
       run gcloud iam service-accounts delete "$sa" "${P[@]}" --quiet
     fi
   done

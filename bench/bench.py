@@ -17,7 +17,6 @@ import base64
 import json
 import os
 import resource
-import socket
 import ssl
 import statistics
 import subprocess
@@ -47,12 +46,6 @@ class CountingHandler:
 def _accept_bench_user(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
     ok = isinstance(data, LoginPassword) and data.password == "bench-pässword".encode()
     return AuthResult(success=ok)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cold_start(runs: int = 5) -> float:
@@ -91,13 +84,17 @@ def mime_rate(attachment_bytes: int, seconds: float = 1.0) -> float:
 def end_to_end(sends: int) -> dict[str, float]:
     import functions_framework
 
+    from tests.support.loopback import free_port
+
     ca = trustme.CA()
-    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
+    # Holds the bench profile (with its password) and the CA: removed when the run ends.
+    scratch = tempfile.TemporaryDirectory(prefix="bench-")
+    workdir = Path(scratch.name)
     ca.cert_pem.write_to_path(str(workdir / "ca.pem"))
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(server_context)
     handler = CountingHandler()
-    port = _free_port()
+    port = free_port()
     controller = Controller(
         handler, hostname="127.0.0.1", port=port, tls_context=server_context,
         require_starttls=True, authenticator=_accept_bench_user, auth_require_tls=True,
@@ -141,6 +138,7 @@ def end_to_end(sends: int) -> dict[str, float]:
         sys.stdout.close()
         sys.stdout = sys.__stdout__
         controller.stop()
+        scratch.cleanup()
     latencies.sort()
     return {
         "p50_ms": 1000 * statistics.median(latencies),

@@ -1,7 +1,7 @@
 """A tiny `.env` reader: enough of the dotenv format for local settings, no dependency.
 
 Supported: `KEY=value`, `export KEY=value`, blank lines, `#` comments (whole-line, or after
-whitespace in an unquoted value), single quotes (literal) and double quotes (with `\\n`, `\\t`,
+whitespace following a value), single quotes (literal) and double quotes (with `\\n`, `\\t`,
 `\\"` and `\\\\` escapes). No variable interpolation: values are taken as written, which is
 what keeps a password containing `$` intact.
 """
@@ -19,11 +19,19 @@ class DotenvError(ValueError):
     """A line of the file is not `KEY=value`; the message names the file and line."""
 
 
+def _after_quote(rest: str, where: str) -> None:
+    """After a closing quote only whitespace and a comment may follow: `A="x" y` is a typo,
+    and silently dropping `y` would hide it. (The message never echoes the value.)"""
+    if rest.strip() and not re.match(r"\s+#", rest):
+        raise DotenvError(f"{where}: unexpected text after the closing quote")
+
+
 def _unquote(raw: str, where: str) -> str:
     if raw.startswith("'"):
         end = raw.find("'", 1)
         if end < 0:
             raise DotenvError(f"{where}: unterminated single quote")
+        _after_quote(raw[end + 1 :], where)
         return raw[1:end]
     if raw.startswith('"'):
         out: list[str] = []
@@ -35,6 +43,7 @@ def _unquote(raw: str, where: str) -> str:
                 i += 2
                 continue
             if ch == '"':
+                _after_quote(raw[i + 1 :], where)
                 return "".join(out)
             out.append(ch)
             i += 1
@@ -61,9 +70,14 @@ def parse(text: str, source: str = ".env") -> dict[str, str]:
 
 
 def load(path: Path) -> dict[str, str]:
-    """Read `path` if it exists; a missing file is an empty configuration."""
+    """Read `path` if it exists; a missing file is an empty configuration, an unreadable one
+    (a directory, no permission, not UTF-8) a `DotenvError` naming the file."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return {}
+    except OSError as exc:
+        raise DotenvError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise DotenvError(f"{path}: not UTF-8 text") from None
     return parse(text, str(path))

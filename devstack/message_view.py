@@ -57,16 +57,20 @@ def _parse(data: bytes, headers_only: bool = False) -> EmailMessage:
     return message
 
 
-def summarize(message_id: str, received: datetime, data: bytes) -> Summary:
-    message = _parse(data, headers_only=True)
+def _summary(message_id: str, received: datetime, message: Message, size: int) -> Summary:
     return Summary(
         id=message_id,
         received=received,
         sender=_header(message, "From"),
         to=", ".join(v for v in (_header(message, "To"), _header(message, "Cc")) if v),
         subject=_header(message, "Subject"),
-        size=len(data),
+        size=size,
     )
+
+
+def summarize(message_id: str, received: datetime, data: bytes) -> Summary:
+    """The list row: parses the headers only."""
+    return _summary(message_id, received, _parse(data, headers_only=True), len(data))
 
 
 def _text_of(part: EmailMessage) -> str:
@@ -112,7 +116,7 @@ def view(message_id: str, received: datetime, data: bytes) -> MessageView:
         )
     headers = [(name, _decode(value)) for name, value in message.items()]
     return MessageView(
-        summary=summarize(message_id, received, data),
+        summary=_summary(message_id, received, message, len(data)),  # no second parse
         headers=headers,
         text=_text_of(text_part) if isinstance(text_part, EmailMessage) else None,
         html=_text_of(html_part) if isinstance(html_part, EmailMessage) else None,

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from devstack import dotenv, samples, tls
+from devstack import samples, tls
 from devstack.outbox import Envelope, Outbox
 from devstack.processes import FunctionProcess, StartupError, port_in_use
 from devstack.settings import HOST, DevSettings, SettingsError
@@ -99,13 +99,7 @@ def banner(settings: DevSettings, profile: Path) -> str:
 
 def run(settings: DevSettings, stop: threading.Event) -> int:
     """Start the stack, block until `stop` is set (or a child dies), then tear it all down."""
-    names = {
-        "DEV_HTTP_PORT": settings.http_port,
-        "DEV_EVENT_PORT": settings.event_port,
-        "DEV_OUTBOX_PORT": settings.outbox_port,
-        "DEV_SMTP_PORT": settings.smtp_port,
-    }
-    busy = [f"{name}={port}" for name, port in names.items() if port_in_use(port)]
+    busy = [f"{name}={port}" for name, port in settings.ports.items() if port_in_use(port)]
     if busy:
         say(f"devstack: port already in use: {', '.join(busy)} (another `make dev`?)")
         say("devstack: stop it, or choose other ports in .env (see .env.example)")
@@ -181,7 +175,7 @@ def run(settings: DevSettings, stop: threading.Event) -> int:
 def main() -> int:
     try:
         settings = DevSettings.load()
-    except (SettingsError, dotenv.DotenvError) as exc:
+    except SettingsError as exc:
         say(f"devstack: {exc}")
         return 2
     stop = threading.Event()

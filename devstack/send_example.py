@@ -11,7 +11,7 @@ import sys
 import urllib.error
 import urllib.request
 
-from devstack import dotenv, samples
+from devstack import samples
 from devstack.settings import DevSettings, SettingsError
 
 TIMEOUT_S = 30.0
@@ -39,7 +39,7 @@ def _show(label: str, status: int, text: str) -> None:
 def main() -> int:
     try:
         settings = DevSettings.load()
-    except (SettingsError, dotenv.DotenvError) as exc:
+    except SettingsError as exc:
         print(f"send-example: {exc}")
         return 2
     try:
@@ -49,7 +49,7 @@ def main() -> int:
             json.dumps(samples.http_alert()).encode("utf-8"),
         )
         _show(f"POST {settings.http_url} (alert with html and a CSV attachment)", status, text)
-        alertmanager_url = settings.http_url.rstrip("/") + "/alertmanager?to=oncall@example.com"
+        alertmanager_url = settings.http_url + "/alertmanager?to=oncall@example.com"
         am_status, am_text = post(
             alertmanager_url,
             {"Content-Type": "application/json"},

@@ -27,7 +27,8 @@ DEFAULTS: dict[str, str] = {
 
 
 class SettingsError(ValueError):
-    """A setting has a value the stack cannot use; the message names it."""
+    """A setting has a value the stack cannot use (or `.env` is unreadable); the message names
+    the setting or the file and line, never a value that might be a secret."""
 
 
 def _port(env: Mapping[str, str], name: str) -> int:
@@ -58,7 +59,11 @@ class DevSettings:
         """Merge `.env` (path from `DEV_ENV_FILE`, default `./.env`) under the environment."""
         base = dict(os.environ if environ is None else environ)
         env_file = Path(base.get("DEV_ENV_FILE") or ".env")
-        merged = {**dotenv.load(env_file), **base}
+        try:
+            from_file = dotenv.load(env_file)
+        except dotenv.DotenvError as exc:  # one error type for callers to report
+            raise SettingsError(str(exc)) from None
+        merged = {**from_file, **base}
         settings = cls(
             http_port=_port(merged, "DEV_HTTP_PORT"),
             event_port=_port(merged, "DEV_EVENT_PORT"),
@@ -68,10 +73,21 @@ class DevSettings:
             state_dir=Path(merged.get("DEV_STATE_DIR") or DEFAULTS["DEV_STATE_DIR"]).resolve(),
             environ=merged,
         )
-        ports = [settings.http_port, settings.event_port, settings.outbox_port, settings.smtp_port]
-        if len(set(ports)) != len(ports):
-            raise SettingsError(f"the four DEV_*_PORT settings must differ, got {ports}")
+        ports = settings.ports
+        if len(set(ports.values())) != len(ports):
+            shown = ", ".join(f"{name}={port}" for name, port in ports.items())
+            raise SettingsError(f"the four DEV_*_PORT settings must differ, got {shown}")
         return settings
+
+    @property
+    def ports(self) -> dict[str, int]:
+        """Every port the stack listens on, by the setting that chose it."""
+        return {
+            "DEV_HTTP_PORT": self.http_port,
+            "DEV_EVENT_PORT": self.event_port,
+            "DEV_OUTBOX_PORT": self.outbox_port,
+            "DEV_SMTP_PORT": self.smtp_port,
+        }
 
     @property
     def http_url(self) -> str:

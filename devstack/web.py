@@ -7,6 +7,7 @@ and shown in an `<iframe sandbox="">`, so neither the header nor the iframe alon
 
 from __future__ import annotations
 
+import functools
 import threading
 from io import BytesIO
 from pathlib import Path
@@ -69,11 +70,17 @@ def create_app(outbox: Outbox) -> Flask:
     )
     cache = _SummaryCache(outbox)
 
+    # Opening a message fetches the page and then its body.html (the iframe), and maybe
+    # attachments: parse it once for all of them. Stored messages never change; a few
+    # recent ones are enough, and bound the memory big attachments take.
+    @functools.lru_cache(maxsize=4)
+    def parsed(message_id: str) -> message_view.MessageView:
+        return message_view.view(message_id, outbox.received(message_id), outbox.read(message_id))
+
     def load(message_id: str) -> message_view.MessageView:
         try:
-            return message_view.view(
-                message_id, outbox.received(message_id), outbox.read(message_id)
-            )
+            outbox.path(message_id)  # deleted since it was parsed: a 404, cached or not
+            return parsed(message_id)
         except UnknownMessageError:
             abort(404)
 

@@ -27,6 +27,8 @@ from tests.support.loopback import OFFLINE_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY_SH = REPO / "deploy.sh"
+#: Debian's google-cloud-cli puts the real CLI here (the offline-parse and upload tests).
+GCLOUD = "/usr/bin/gcloud"
 
 
 # gcloud's answer once it has parsed the flags and needs credentials it does not have.

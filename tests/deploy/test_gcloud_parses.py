@@ -20,6 +20,7 @@ import pytest
 
 from tests.deploy.conftest import PROJECT, full_args
 from tests.deploy.helpers import (
+    GCLOUD,
     GcloudResult,
     ScriptRun,
     base_env,
@@ -29,7 +30,6 @@ from tests.deploy.helpers import (
     run_gcloud_offline,
 )
 
-GCLOUD = "/usr/bin/gcloud"
 PER_COMMAND_TIMEOUT_S = 60
 WORKERS = 2  # the machine has two shared cores; gcloud is mostly CPU at start-up
 

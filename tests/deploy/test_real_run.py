@@ -172,3 +172,28 @@ def test_a_failing_step_stops_the_run(cloud: FakeCloud) -> None:
     run = run_deploy(env=cloud.env())
     assert run.returncode != 0
     assert [c[:2] for c in cloud.calls()] == [["services", "enable"]]
+
+
+def test_teardown_deletes_only_what_exists(cloud: FakeCloud) -> None:
+    """A teardown of a project where nothing (or everything) is left: no failing deletes of
+    absent resources, and every resource that exists goes."""
+    run = run_deploy("--teardown", env=cloud.env())
+    assert run.returncode == 0, run.stderr
+    assert [c for c in cloud.calls() if "delete" in c] == []
+
+    (cloud.state / "exists").touch()
+    cloud.reset_log()
+    run = run_deploy("--teardown", env=cloud.env())
+    assert run.returncode == 0, run.stderr
+    deleted = [" ".join(c[: c.index("delete") + 2]) for c in cloud.calls() if "delete" in c]
+    assert deleted == [
+        "scheduler jobs delete smtp-sender-schedule",
+        "functions delete smtp-sender-pubsub",
+        "functions delete smtp-sender-http",
+        "pubsub subscriptions delete smtp-send-dead-letter-hold",
+        "pubsub topics delete smtp-send",
+        "pubsub topics delete smtp-send-dead-letter",
+        "secrets delete smtp-profile",
+        f"iam service-accounts delete smtp-sender-runtime@{PROJECT}.iam.gserviceaccount.com",
+        f"iam service-accounts delete smtp-sender-trigger@{PROJECT}.iam.gserviceaccount.com",
+    ]

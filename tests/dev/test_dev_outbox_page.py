@@ -111,3 +111,25 @@ def test_message_page_escapes_subject_headers_text_and_filenames(local_outbox: L
     assert "header &lt;img src=x onerror=" in page
     assert "text &lt;img src=x onerror=" in page
     assert "a&lt;script&gt;alert(1)&lt;/script&gt;.txt" in page
+
+
+def test_a_deleted_message_is_gone_from_the_page(local_outbox: LocalOutbox) -> None:
+    """Deleting an .eml (the way to clean the outbox) takes it off the list and its pages,
+    even right after it was opened."""
+    local_outbox.send(
+        alert("to be deleted", html="<p>html</p>", attachments=[("a.txt", "text/plain", b"a")])
+    )
+    (message_id,) = local_outbox.outbox.ids()
+    for suffix in ("", "/body.html", "/attachments/0"):
+        status, _, _ = get(f"{local_outbox.url}/messages/{message_id}{suffix}")
+        assert status == 200, suffix
+
+    (local_outbox.outbox.directory / f"{message_id}.eml").unlink()
+
+    for suffix in ("", "/body.html", "/attachments/0", "/raw"):
+        status, _, _ = get(f"{local_outbox.url}/messages/{message_id}{suffix}")
+        assert status == 404, suffix
+    _, _, body = get(local_outbox.url + "/")
+    assert "to be deleted" not in body.decode()
+    _, _, state = get(local_outbox.url + "/api/state")
+    assert json.loads(state)["count"] == 0

@@ -48,6 +48,8 @@ def _processes_mentioning(text: str) -> list[int]:
 
 
 def _port_free(port: int) -> bool:
+    """Written out, not devstack.processes.port_in_use: the product's probe does not vouch
+    for the product."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
