@@ -197,10 +197,10 @@ class EmailRequest(BaseModel):
         return unique
 
 
-def _field_path(loc: tuple[int | str, ...], model_level_problem: str) -> str:
+def _field_path(loc: tuple[int | str, ...], kind: str) -> str:
     """pydantic's `("to", 1)` -> `to[1]`; `("attachments", 0, "content")` -> its dotted path.
 
-    A model-level problem has no location; it is named after the field it is about."""
+    A model-level check has no location; it is named by its error type (`subject`, `body`)."""
     path = ""
     for part in loc:
         if isinstance(part, int):
@@ -212,36 +212,31 @@ def _field_path(loc: tuple[int | str, ...], model_level_problem: str) -> str:
     if path == "from" or path.startswith("from."):
         return "from"
     if not path:
-        # A model-level check: name the field it is about.
-        return "subject" if model_level_problem.startswith("subject") else "text"
+        return "subject" if kind == "subject" else "text"
     return path
 
 
-def _problem(error: Any) -> str:
-    kind = error["type"]
-    if kind == "missing":
-        return "is required"
-    if kind == "too_short":
-        return "must not be empty"
-    if kind == "extra_forbidden":
-        return "is not a known field"
-    if kind in {"string_type", "list_type", "dict_type", "bytes_type"}:
-        return {
-            "string_type": "must be a string",
-            "list_type": "must be a list",
-            "dict_type": "must be an object",
-            "bytes_type": "must be a string",
-        }[kind]
-    return str(error["msg"])
+# pydantic's own wording for the common cases, in the words a JSON caller uses.
+_PROBLEMS = {
+    "missing": "is required",
+    "too_short": "must not be empty",
+    "extra_forbidden": "is not a known field",
+    "string_type": "must be a string",
+    "bytes_type": "must be a string",
+    "list_type": "must be a list",
+    "dict_type": "must be an object",
+}
 
 
 def field_problems(exc: ValidationError) -> list[FieldProblem]:
     """pydantic's errors as `FieldProblem`s named the way the caller wrote the fields."""
-    problems = []
-    for error in exc.errors(include_url=False, include_input=False):
-        problem = _problem(error)
-        problems.append(FieldProblem(_field_path(tuple(error["loc"]), problem), problem))
-    return problems
+    return [
+        FieldProblem(
+            _field_path(tuple(error["loc"]), error["type"]),
+            _PROBLEMS.get(error["type"], str(error["msg"])),
+        )
+        for error in exc.errors(include_url=False, include_input=False)
+    ]
 
 
 MAX_JSON_DEPTH = 32
