@@ -29,15 +29,10 @@ from typing import Any
 import pytest
 
 from tests.support.certs import CertBundle, make_ca, make_untrusted_ca
-from tests.support.constants import (
-    CANARY_PASSWORD,
-    SECRET_NAME,
-    SMTP_USER,
-)
-from tests.support.env import SenderEnv
+from tests.support.constants import CANARY_PASSWORD, SMTP_USER
+from tests.support.env import SenderEnv, function_env
 from tests.support.ff_process import MAIN_PY
 from tests.support.loopback import OFFLINE_ENV
-from tests.support.pubsub import PROJECT
 from tests.support.secret_manager_stub import SecretManagerStub
 from tests.support.smtp_server import SmtpMode, SmtpTestServer
 
@@ -116,15 +111,12 @@ def sender_env(
     for name in _CLEARED_VARS:
         monkeypatch.delenv(name, raising=False)
     env = SenderEnv(monkeypatch, secret_manager, test_ca)
-    gcloud_config = tmp_path / "gcloud"
-    gcloud_config.mkdir()
     env.set(
-        SMTP_SECRET=SECRET_NAME,
-        SECRET_MANAGER_EMULATOR_HOST=secret_manager.address,
-        GOOGLE_CLOUD_PROJECT=PROJECT,
-        SMTP_CA_FILE=str(test_ca.ca_pem),
-        SMTP_TIMEOUT_S="5",
-        CLOUDSDK_CONFIG=str(gcloud_config),
+        **function_env(
+            secret_manager=secret_manager.address,
+            ca_file=test_ca.ca_pem,
+            gcloud_config=tmp_path / "gcloud",
+        ),
         **OFFLINE_ENV,
     )
     return env

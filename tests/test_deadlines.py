@@ -7,15 +7,16 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Self
 
 import pytest
 
 from tests.support.checks import assert_retryable
 from tests.support.env import SenderEnv
+from tests.support.lifecycle import StartStop
 
 
-class Tarpit:
+class Tarpit(StartStop):
     """Accepts SMTP connections and drips its greeting one byte every `drip_s`, forever: each
     read succeeds well inside any per-read timeout, so only a session deadline can end it."""
 
@@ -46,13 +47,14 @@ class Tarpit:
                     return
                 time.sleep(self._drip_s)
 
-    def __enter__(self) -> Tarpit:
+    def start(self) -> Self:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
         self._listener.close()
 
 

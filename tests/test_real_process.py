@@ -12,8 +12,8 @@ import pytest
 from tests.support.certs import CertBundle
 from tests.support.checks import assert_no_secret
 from tests.support.constants import CANARY_PASSWORD, SECRET_NAME, SMTP_USER
+from tests.support.env import function_env
 from tests.support.ff_process import FunctionsFrameworkProcess
-from tests.support.pubsub import PROJECT
 from tests.support.secret_manager_stub import SecretManagerStubProcess
 from tests.support.smtp_server import SmtpTestServer
 
@@ -37,16 +37,11 @@ def stub_process(smtp_ssl: SmtpTestServer, tmp_path: Path) -> Iterator[SecretMan
 def process_env(
     stub_process: SecretManagerStubProcess, test_ca: CertBundle, tmp_path: Path
 ) -> dict[str, str]:
-    gcloud = tmp_path / "gcloud"
-    gcloud.mkdir()
-    return {
-        "SMTP_SECRET": SECRET_NAME,
-        "SECRET_MANAGER_EMULATOR_HOST": stub_process.address,
-        "GOOGLE_CLOUD_PROJECT": PROJECT,
-        "SMTP_CA_FILE": str(test_ca.ca_pem),
-        "SMTP_TIMEOUT_S": "5",
-        "CLOUDSDK_CONFIG": str(gcloud),
-    }
+    return function_env(
+        secret_manager=stub_process.address,
+        ca_file=test_ca.ca_pem,
+        gcloud_config=tmp_path / "gcloud",
+    )
 
 
 def test_http_function_process_sends_and_logs_json(

@@ -11,21 +11,23 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Self, TypeVar
 
 import grpc
 import pytest
 
 from sender.ledger import Claim
+from sender.ledger_firestore import FirestoreLedger
 from sender.outcome import LedgerUnavailableError
 from tests.idempotency.conftest import LEASE_S
+from tests.support.lifecycle import StartStop
 
 # Far above the ledger's own budget (DEFAULT_TIMEOUT_S) plus scheduling slack on a loaded 2-core
 # runner, and far below the 60 s (and 5 attempts) of the client library's defaults.
 BOUND_S = 40.0
 
 
-class SilentServer:
+class SilentServer(StartStop):
     """Listens on 127.0.0.1, accepts every connection, reads nothing and writes nothing."""
 
     def __init__(self) -> None:
@@ -34,7 +36,10 @@ class SilentServer:
         self._held: list[socket.socket] = []
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    def start(self) -> Self:
         self._thread.start()
+        return self
 
     @property
     def address(self) -> str:
@@ -50,15 +55,16 @@ class SilentServer:
                 return
             self._held.append(connection)  # kept open, never answered
 
-    def close(self) -> None:
+    def stop(self) -> None:
         self._stopping.set()
-        self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
         for connection in self._held:
             connection.close()
         self._listener.close()
 
 
-class ExistsThenSilentFirestore:
+class ExistsThenSilentFirestore(StartStop):
     """A gRPC Firestore on 127.0.0.1: every Commit fails ALREADY_EXISTS, nothing else is answered.
 
     So a claim's first `create` says the key is known, and whatever the ledger does next to learn
@@ -70,13 +76,16 @@ class ExistsThenSilentFirestore:
         self._server = grpc.server(ThreadPoolExecutor(max_workers=8))
         self._server.add_generic_rpc_handlers([_Handlers(self._stopping).generic()])
         self._port = self._server.add_insecure_port("127.0.0.1:0")
-        self._server.start()
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self._port}"
 
-    def close(self) -> None:
+    def start(self) -> Self:
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
         self._stopping.set()  # frees the handlers still waiting
         self._server.stop(grace=None).wait(timeout=5)
 
@@ -118,36 +127,39 @@ class _Handlers:
         )
 
 
+_Fake = TypeVar("_Fake", SilentServer, ExistsThenSilentFirestore)
+
+
+def _as_firestore(server: _Fake, monkeypatch: pytest.MonkeyPatch) -> Iterator[_Fake]:
+    """Run *server* as this process's Firestore (the client reads the variables)."""
+    with server:
+        monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", server.address)
+        monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "demo-test")
+        yield server
+
+
 @pytest.fixture
 def silent_firestore(monkeypatch: pytest.MonkeyPatch) -> Iterator[SilentServer]:
-    """A hung Firestore in this process's environment (the client reads the variables)."""
-    server = SilentServer()
-    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", server.address)
-    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "demo-test")
-    try:
-        yield server
-    finally:
-        server.close()
+    """A Firestore that answers nothing at all."""
+    yield from _as_firestore(SilentServer(), monkeypatch)
 
 
 @pytest.fixture
 def key_known_then_silent(monkeypatch: pytest.MonkeyPatch) -> Iterator[ExistsThenSilentFirestore]:
-    server = ExistsThenSilentFirestore()
-    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", server.address)
-    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "demo-test")
-    try:
-        yield server
-    finally:
-        server.close()
+    """A Firestore that says every key exists, then answers nothing."""
+    yield from _as_firestore(ExistsThenSilentFirestore(), monkeypatch)
+
+
+def _ledger() -> FirestoreLedger:
+    """A ledger on the fake Firestore the fixture put in this process's environment."""
+    return FirestoreLedger(collection="hung", project="demo-test", lease_s=LEASE_S)
 
 
 def test_claim_on_a_firestore_that_never_answers_fails_in_bounded_time(
     silent_firestore: SilentServer,
 ) -> None:
     """Nothing answers at all: not the create, not anything after it."""
-    from sender.ledger_firestore import FirestoreLedger
-
-    ledger = FirestoreLedger(collection="hung", project="demo-test", lease_s=LEASE_S)
+    ledger = _ledger()
     started = time.monotonic()
     with pytest.raises(LedgerUnavailableError) as caught:
         ledger.claim("event-hung")
@@ -160,9 +172,7 @@ def test_claim_of_a_known_key_on_a_firestore_that_then_hangs_fails_in_bounded_ti
     key_known_then_silent: ExistsThenSilentFirestore,
 ) -> None:
     """The create answers "exists"; deciding on the stored record then meets a hung Firestore."""
-    from sender.ledger_firestore import FirestoreLedger
-
-    ledger = FirestoreLedger(collection="hung", project="demo-test", lease_s=LEASE_S)
+    ledger = _ledger()
     started = time.monotonic()
     with pytest.raises(LedgerUnavailableError) as caught:
         ledger.claim("event-known")
@@ -173,9 +183,7 @@ def test_claim_of_a_known_key_on_a_firestore_that_then_hangs_fails_in_bounded_ti
 def test_outcome_and_release_on_a_firestore_that_never_answers_fail_in_bounded_time(
     silent_firestore: SilentServer,
 ) -> None:
-    from sender.ledger_firestore import FirestoreLedger
-
-    ledger = FirestoreLedger(collection="hung", project="demo-test", lease_s=LEASE_S)
+    ledger = _ledger()
     claim = Claim(
         key="event-hung",
         token="t",

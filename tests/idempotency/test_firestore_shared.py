@@ -21,6 +21,7 @@ from sender.ledger_firestore import FirestoreLedger
 from sender.message import parse_request
 from sender.mime import make_message_id, message_id_seed
 from tests.emulators.gcloud import Emulator
+from tests.idempotency.conftest import LEASE_S
 from tests.idempotency.waiting import message_is, wait_for_log
 from tests.support.env import SenderEnv
 from tests.support.ff_process import FunctionsFrameworkProcess, HttpResult
@@ -30,7 +31,6 @@ from tests.support.smtp_server import SmtpTestServer
 pytestmark = [pytest.mark.emulator, pytest.mark.process]
 
 MESSAGE: dict[str, Any] = {"to": "ops@example.com", "subject": "Disk 91% on db-1", "text": "t"}
-LEASE_S = 60.0
 
 StartFunction = Callable[[str], FunctionsFrameworkProcess]
 
@@ -46,19 +46,15 @@ def shared_env(
     sender_env: SenderEnv,
     firestore_emulator: Emulator,
     collection: str,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> dict[str, str]:
     """The function's variables with the Firestore ledger; also set here, for seeding claims."""
-    env = {
-        **sender_env.process_env(),
+    sender_env.set(
         **firestore_emulator.env(),
-        "IDEMPOTENCY_STORE": "firestore",
-        "IDEMPOTENCY_COLLECTION": collection,
-        "IDEMPOTENCY_LEASE_S": str(LEASE_S),
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return env
+        IDEMPOTENCY_STORE="firestore",
+        IDEMPOTENCY_COLLECTION=collection,
+        IDEMPOTENCY_LEASE_S=str(LEASE_S),
+    )
+    return sender_env.process_env()
 
 
 @pytest.fixture

@@ -19,10 +19,6 @@ MESSAGE: dict[str, Any] = {"to": "ops@example.com", "subject": "Disk 91% on db-1
 DEFERRED = "450 4.2.1 Mailbox busy, try later"
 
 
-def copies_for(server: SmtpTestServer, address: str) -> int:
-    return sum(address in m.rcpt_tos for m in server.messages)
-
-
 def test_repeated_http_key_is_answered_duplicate_and_sends_once(
     http_client: Any, server: SmtpTestServer
 ) -> None:
@@ -196,9 +192,9 @@ def test_partial_4xx_is_redelivered_and_only_the_owed_recipient_gets_the_retry(
     assert server.messages[1].message["Message-ID"] == server.messages[0].message["Message-ID"]
 
     assert pubsub.post_event(event_client, message, event_id="evt-partial").status_code == 200
-    assert copies_for(server, "ops@example.com") == 1
-    assert copies_for(server, "busy@example.com") == 1
-    assert copies_for(server, "gone@example.com") == 0
+    assert server.copies_for("ops@example.com") == 1
+    assert server.copies_for("busy@example.com") == 1
+    assert server.copies_for("gone@example.com") == 0
 
     records = log_records(capfd.readouterr().out)
     [deferred] = [r for r in records if r.get("owed") and r["severity"] == "WARNING"]
@@ -224,8 +220,8 @@ def test_http_partial_4xx_retry_with_the_same_key_sends_only_to_the_owed(
     assert second["status"] == "sent"
     assert second["accepted"] == ["ops@example.com", "busy@example.com"]
     server.wait_for_messages(2)
-    assert copies_for(server, "ops@example.com") == 1
-    assert copies_for(server, "busy@example.com") == 1
+    assert server.copies_for("ops@example.com") == 1
+    assert server.copies_for("busy@example.com") == 1
 
 
 def test_event_refused_4xx_and_5xx_retries_only_the_4xx_recipient(

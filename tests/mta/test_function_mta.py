@@ -20,8 +20,9 @@ import pytest
 from tests.mta.conftest import MtaTier
 from tests.mta.mailbox import Delivered
 from tests.mta.tier import DEFAULT_PASSWORD
+from tests.support.checks import assert_no_secret
+from tests.support.env import function_env
 from tests.support.ff_process import FunctionsFrameworkProcess, HttpResult
-from tests.support.loopback import OFFLINE_ENV
 from tests.support.pubsub import PROJECT
 from tests.support.secret_manager_stub import SecretManagerStub
 
@@ -42,18 +43,14 @@ def secret_manager() -> Iterator[SecretManagerStub]:
 def _function_env(
     mta: MtaTier, secrets: SecretManagerStub, workdir: Path, **extra: str
 ) -> dict[str, str]:
-    gcloud = workdir / "gcloud"
-    gcloud.mkdir(exist_ok=True)
-    return {
-        "SMTP_SECRET": SECRET_NAME,
-        "SECRET_MANAGER_EMULATOR_HOST": secrets.address,
-        "GOOGLE_CLOUD_PROJECT": PROJECT,
-        "SMTP_CA_FILE": str(mta.ca_file),
-        "SMTP_TIMEOUT_S": "15",
-        "CLOUDSDK_CONFIG": str(gcloud),
-        **OFFLINE_ENV,
-        **extra,
-    }
+    env = function_env(
+        secret_manager=secrets.address,
+        ca_file=mta.ca_file,
+        gcloud_config=workdir / "gcloud",
+        smtp_secret=SECRET_NAME,
+        smtp_timeout_s="15",
+    )
+    return {**env, **extra}  # FunctionsFrameworkProcess adds the offline-gcloud variables
 
 
 @pytest.fixture(scope="module")
@@ -99,10 +96,8 @@ def _request(token: str, to: list[str], **more: Any) -> dict[str, Any]:
 
 
 def _output_is_clean(ff: FunctionsFrameworkProcess, result: HttpResult, *secrets: str) -> None:
-    text = ff.output() + result.text
-    for secret in secrets:
-        assert secret not in text
-        assert base64.b64encode(secret.encode()).decode() not in text
+    """None of *secrets* in the process output or the response, in any form a leak could take."""
+    assert_no_secret(ff.output(), result.text, secrets=secrets)
 
 
 @pytest.mark.parametrize("security", ["ssl", "starttls"])

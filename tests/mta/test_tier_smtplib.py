@@ -12,7 +12,7 @@ from email.message import EmailMessage
 import pytest
 
 from tests.mta.conftest import MtaTier
-from tests.mta.tier import DEFAULT_PASSWORD
+from tests.mta.tier import DEFAULT_PASSWORD, ssl_context
 
 pytestmark = pytest.mark.mta
 
@@ -27,7 +27,8 @@ def _message(token: str, to: str = "someone@example.net") -> EmailMessage:
 
 
 def _ctx(mta: MtaTier) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=str(mta.ca_file))
+    """A client context trusting only the tier's throwaway CA."""
+    return ssl_context(mta.state)
 
 
 def _auth_plain(client: smtplib.SMTP, user: str, password: str) -> tuple[int, bytes]:

@@ -166,7 +166,11 @@ def write_passwd(state: TierState, users: dict[str, str]) -> None:
 
 
 def free_ports(count: int) -> list[int]:
-    """Ports the kernel calls free right now (a race with other processes is retried by start)."""
+    """Ports the kernel calls free right now (a race with other processes is retried by start).
+
+    Not `tests.support.loopback.free_ports`: this file also runs as a plain script (README), where
+    the project root is not on ``sys.path``, so it imports nothing from ``tests``.
+    """
     socks: list[socket.socket] = []
     try:
         for _ in range(count):

@@ -12,8 +12,8 @@ Modules (names are stable; other test tiers import them):
   in-process and process tests (`post_event` / `post_push` for a Flask test client).
 - ``tests.support.checks``: shared assertions (nothing sent, misconfigured, retryable, no secret
   leaked) and log-line parsing.
-- ``tests.support.env`` / ``tests.support.constants``: the ``sender_env`` fixture's type and the
-  names and values the fixtures agree on.
+- ``tests.support.env`` / ``tests.support.constants``: the function's variables (`function_env`),
+  the ``sender_env`` fixture's type, and the names and values the fixtures agree on.
 - ``tests.support.loopback``: the offline-gcloud environment (`OFFLINE_ENV`) and `free_port`.
 - ``tests.support.lifecycle``: `StartStop`, the ``with`` protocol the servers above share.
 """

@@ -25,13 +25,11 @@ class CertBundle:
         ca_pem: the CA certificate (what a client must trust, e.g. ``SMTP_CA_FILE``).
         server_chain_pem: server certificate followed by its chain.
         server_key_pem: the server's private key.
-        server_combined_pem: key + chain in one file (for tools that want a single file).
     """
 
     ca_pem: Path
     server_chain_pem: Path
     server_key_pem: Path
-    server_combined_pem: Path
     ca: trustme.CA = field(repr=False, compare=False)
 
     def reissue(self, directory: Path, *names: str) -> CertBundle:
@@ -68,18 +66,15 @@ def _write(
     leaf = ca.issue_cert(*names)
     chain = directory / f"{name}.server-chain.pem"
     key = directory / f"{name}.server-key.pem"
-    combined = directory / f"{name}.server-combined.pem"
     # The chain blobs are leaf first, then intermediates (none here); write them all.
     with chain.open("wb") as fh:
         for blob in leaf.cert_chain_pems:
             fh.write(blob.bytes())
     leaf.private_key_pem.write_to_path(str(key))
-    leaf.private_key_and_cert_chain_pem.write_to_path(str(combined))
     return CertBundle(
         ca_pem=ca_pem,
         server_chain_pem=chain,
         server_key_pem=key,
-        server_combined_pem=combined,
         ca=ca,
     )
 

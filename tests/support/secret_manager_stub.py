@@ -21,8 +21,8 @@ port alone on the first stdout line, then serves until SIGTERM)::
         --secret projects/p/secrets/s=/path/profile.json
 
 Served RPCs: AccessSecretVersion (``versions/latest`` or a number), AddSecretVersion,
-CreateSecret, GetSecret, GetSecretVersion. Missing secrets/versions -> NOT_FOUND; a disabled
-version -> FAILED_PRECONDITION (as the real service does).
+CreateSecret, GetSecret, GetSecretVersion. Missing secrets/versions -> NOT_FOUND (as the real
+service does).
 """
 
 from __future__ import annotations
@@ -60,7 +60,6 @@ def crc32c(data: bytes) -> int:
 class _Version:
     number: int
     data: bytes
-    enabled: bool = True
 
 
 @dataclass
@@ -129,16 +128,6 @@ class SecretManagerStub(StartStop):
             secret.versions.append(_Version(number, raw))
             return number
 
-    def disable_version(self, name: str, number: int) -> None:
-        """Disable one version (accessing it then fails, and ``latest`` skips it)."""
-        with self._lock:
-            self._secrets[name].versions[number - 1].enabled = False
-
-    def delete_secret(self, name: str) -> None:
-        """Remove a secret entirely (later reads get NOT_FOUND)."""
-        with self._lock:
-            self._secrets.pop(name, None)
-
     # -- faults and counters -----------------------------------------------------------------
     def fail_next(
         self,
@@ -166,11 +155,6 @@ class SecretManagerStub(StartStop):
         """How many RPCs of *method* arrived (failed ones included)."""
         with self._lock:
             return self._calls[method]
-
-    def reset_counts(self) -> None:
-        """Zero every call counter."""
-        with self._lock:
-            self._calls.clear()
 
     # -- gRPC plumbing -----------------------------------------------------------------------
     def _handlers(self) -> grpc.GenericRpcHandler:
@@ -230,26 +214,22 @@ class SecretManagerStub(StartStop):
             if secret is None:
                 raise _AbortError(grpc.StatusCode.NOT_FOUND, f"Secret [{secret_name}] not found")
             if version_id == "latest":
-                enabled = [v for v in secret.versions if v.enabled]
-                if not enabled:
+                if not secret.versions:
                     raise _AbortError(grpc.StatusCode.NOT_FOUND, f"{secret_name} has no version")
-                return secret, enabled[-1]
+                return secret, secret.versions[-1]
             if not version_id.isdigit() or not 1 <= int(version_id) <= len(secret.versions):
                 detail = f"Secret Version [{version_name}] not found"
                 raise _AbortError(grpc.StatusCode.NOT_FOUND, detail)
             return secret, secret.versions[int(version_id) - 1]
 
     def _version_message(self, secret: _Secret, version: _Version) -> Any:
-        state = sm_types.SecretVersion.State
         return sm_types.SecretVersion(
             name=f"{secret.name}/versions/{version.number}",
-            state=state.ENABLED if version.enabled else state.DISABLED,
+            state=sm_types.SecretVersion.State.ENABLED,
         )
 
     def _access(self, request: Any) -> Any:
         secret, version = self._resolve(request.name)
-        if not version.enabled:
-            raise _AbortError(grpc.StatusCode.FAILED_PRECONDITION, "version is disabled")
         checksum = crc32c(version.data)
         if self.corrupt_checksum:
             checksum ^= 0x5A5A

@@ -30,7 +30,7 @@ Records:
 
 - `messages`: `DeliveredMessage` (envelope ``mail_from``, ``rcpt_tos``, ``raw`` bytes as received
   with CRLF, ``message`` parsed from the LF-normalised bytes with ``email.policy.default``), in
-  order of delivery.
+  order of delivery; `copies_for(address)` counts those addressed to one envelope recipient.
 - `sessions`: `SessionLog` per client connection that said EHLO/HELO: the command verbs in order,
   whether TLS was active from the start, whether STARTTLS completed, AUTH attempts
   (`AuthAttempt`: mechanism, username, success, encrypted). Passwords are never recorded.
@@ -55,6 +55,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from tests.support.certs import CertBundle
+from tests.support.constants import PROFILE_FROM
 from tests.support.lifecycle import StartStop
 
 StallPoint = Literal["greeting", "mail", "data"]
@@ -498,6 +499,10 @@ class SmtpTestServer(StartStop):
         """Every AUTH command seen, across sessions."""
         return [a for s in self.sessions for a in s.auth_attempts]
 
+    def copies_for(self, address: str) -> int:
+        """How many delivered messages had *address* among their envelope recipients."""
+        return sum(address in m.rcpt_tos for m in self.messages)
+
     def wait_for_messages(self, count: int, timeout: float = 10.0) -> list[DeliveredMessage]:
         """Block until at least *count* messages were delivered; raise TimeoutError after
         *timeout* seconds. Returns the snapshot."""
@@ -517,7 +522,7 @@ class SmtpTestServer(StartStop):
         self,
         username: str | None = None,
         password: str | None = None,
-        sender: str | None = "Alerts <alerts@example.com>",
+        sender: str | None = PROFILE_FROM,
         security: str | None = None,
     ) -> dict[str, Any]:
         """An SMTP profile (the secret's JSON payload) pointing at this server.
