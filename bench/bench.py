@@ -76,7 +76,7 @@ def mime_rate(attachment_bytes: int, seconds: float = 1.0) -> float:
     sender = parse_mailbox("Alerts <alerts@example.com>")
     count, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
-        build_message(request, content, sender, idempotency_key=None, max_bytes=20 * 2**20)
+        build_message(request, content, sender, seed=None, max_bytes=20 * 2**20)
         count += 1
     return count / (time.perf_counter() - started)
 

@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from sender.errors import InvalidRequestError
 from sender.message import EmailRequest, field_problems, parse_request
-from sender.outcome import InvalidRequest
 
 TEMPLATE = "alertmanager"
 
@@ -43,13 +43,13 @@ class _Payload(BaseModel):
 def to_request(payload: Any, recipients: list[str]) -> EmailRequest:
     """Validate an Alertmanager webhook body and turn it into an `EmailRequest`."""
     if not recipients:
-        raise InvalidRequest.one("to", "add ?to=address to the webhook URL")
+        raise InvalidRequestError.one("to", "add ?to=address to the webhook URL")
     if not isinstance(payload, dict):
-        raise InvalidRequest.one("body", "must be an Alertmanager webhook JSON object")
+        raise InvalidRequestError.one("body", "must be an Alertmanager webhook JSON object")
     try:
         validated = _Payload.model_validate(payload)
     except ValidationError as exc:
-        raise InvalidRequest(field_problems(exc)) from None
+        raise InvalidRequestError(field_problems(exc)) from None
     return parse_request(
         {"to": recipients, "template": TEMPLATE, "data": validated.model_dump(exclude_none=True)}
     )

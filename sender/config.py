@@ -1,6 +1,11 @@
-"""Runtime configuration, read from the environment.
+"""Runtime configuration: every environment variable the function reads, declared once.
 
-Settings are read on every invocation (it is a handful of dict look-ups), so a test or an operator
+`SETTINGS` is the one table (variable, type, default, bounds, help). `Settings.from_env` is
+derived from it, so are README's Configuration table (`markdown_table`, checked by a test) and
+the tests' list of variables to clear. A new setting is one row here plus a typed field on
+`Settings`; a test fails until both exist.
+
+Settings are read on every invocation (a handful of dict look-ups), so a test or an operator
 changing an environment variable never fights a stale copy. A malformed value is a configuration
 error, reported as `500 misconfigured` rather than a crash at import time.
 """
@@ -9,128 +14,227 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any, Literal
 
-from sender.outcome import ConfigurationError
+from sender.errors import ConfigurationError
 
-DEFAULT_SMTP_TIMEOUT_S = 20.0
-DEFAULT_MAX_RECIPIENTS = 50
-DEFAULT_MAX_MESSAGE_BYTES = 10 * 1024 * 1024
-DEFAULT_MAX_EVENT_AGE_S = 86_400
-DEFAULT_PROFILE_CACHE_TTL_S = 300.0
-# A sent key is remembered as long as a subscription can hold an unacked message (7 days).
-DEFAULT_IDEMPOTENCY_TTL_S = 7 * 86_400.0
-DEFAULT_IDEMPOTENCY_MEMORY_MAX_ENTRIES = 10_000
+Kind = Literal["text", "number", "integer", "list", "choice"]
+
 # A lease must outlive the longest send that can still be in flight, or a slow but alive sender
 # is taken over and both send. The send deadline bounds an SMTP session; the margin covers the
 # Secret Manager read and the ledger round-trips around it.
 IDEMPOTENCY_LEASE_MARGIN_S = 15.0
-# The whole SMTP session must end before the function's own deadline (60 s by default on
-# Cloud Run functions), or the platform kills it mid-DATA and the caller learns nothing.
-DEFAULT_SEND_DEADLINE_S = 50.0
 
 
-def _split_list(raw: str | None) -> tuple[str, ...] | None:
-    """`a, b ,c` -> ("a", "b", "c"); unset or blank -> None (no restriction)."""
-    if raw is None or not raw.strip():
-        return None
-    return tuple(item.strip().lower() for item in raw.split(",") if item.strip())
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One environment variable: how to read it and what README says about it."""
+
+    env: str
+    field: str  # the `Settings` attribute it fills
+    kind: Kind
+    help: str
+    default: Any = None  # None: unset
+    default_text: str = "unset"  # the default as README shows it
+    minimum: float | None = None
+    choices: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()  # older names still honoured (read when `env` is unset)
+    # A default that depends on settings read before it (rows are read in table order).
+    derived_default: Callable[[Mapping[str, Any]], Any] | None = None
+
+    def read(self, env: Mapping[str, str], earlier: Mapping[str, Any]) -> Any:
+        raw = next(
+            (env[n].strip() for n in (self.env, *self.aliases) if env.get(n, "").strip()), ""
+        )
+        if not raw:
+            return self.derived_default(earlier) if self.derived_default else self.default
+        if self.kind == "text":
+            return raw
+        if self.kind == "list":
+            return tuple(item.strip().lower() for item in raw.split(",") if item.strip()) or None
+        if self.kind == "choice":
+            value = raw.lower()
+            if value not in self.choices:
+                raise ConfigurationError(
+                    f"{self.env} must be {' or '.join(self.choices)}, got {value!r}"
+                )
+            return value
+        number = self._number(raw)
+        return int(number) if self.kind == "integer" else number
+
+    def _number(self, raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigurationError(f"{self.env} must be a number, got {raw!r}") from None
+        if not math.isfinite(value):  # nan would disable every comparison-based bound
+            raise ConfigurationError(f"{self.env} must be a finite number, got {raw!r}")
+        if self.minimum is not None and value < self.minimum:
+            raise ConfigurationError(f"{self.env} must be at least {self.minimum:g}, got {raw!r}")
+        return value
 
 
-def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
-    if not math.isfinite(value):  # nan would disable every comparison-based bound
-        raise ConfigurationError(f"{name} must be a finite number, got {raw!r}")
-    if value < minimum:
-        raise ConfigurationError(f"{name} must be at least {minimum:g}, got {raw!r}")
-    return value
+def _lease_default(earlier: Mapping[str, Any]) -> float:
+    return float(earlier["send_deadline_s"]) + IDEMPOTENCY_LEASE_MARGIN_S
+
+
+SETTINGS: tuple[Setting, ...] = (
+    # --- where the SMTP profile comes from
+    Setting("SMTP_SECRET", "smtp_secret", "text",
+            "`projects/P/secrets/S[/versions/V]` or bare `S` (project from "
+            "`GOOGLE_CLOUD_PROJECT`)",
+            default_text="required unless `SMTP_SECRET_FILE`"),
+    Setting("SMTP_SECRET_FILE", "smtp_secret_file", "text",
+            "path of a local profile JSON (local runs, tests)"),
+    Setting("SECRET_MANAGER_EMULATOR_HOST", "secret_manager_emulator_host", "text",
+            "`host:port` of a plaintext gRPC Secret Manager (tests)"),
+    Setting("GOOGLE_CLOUD_PROJECT", "google_cloud_project", "text",
+            "the project of bare secret names and of the Firestore ledger",
+            default_text="set by the platform", aliases=("GCP_PROJECT",)),
+    Setting("SMTP_PROFILE_CACHE_TTL_S", "profile_cache_ttl_s", "number",
+            "how long an instance trusts its cached profile", 300.0, "300", minimum=0),
+    # --- a bare-password secret: the rest of the profile
+    Setting("SMTP_HOST", "smtp_host", "text",
+            "SMTP host when the secret is a bare password"),
+    Setting("SMTP_PORT", "smtp_port", "text",
+            "SMTP port when the secret is a bare password",
+            default_text="465 (587 for `starttls`)"),
+    Setting("SMTP_USERNAME", "smtp_username", "text",
+            "SMTP username when the secret is a bare password (required then)"),
+    Setting("SMTP_SECURITY", "smtp_security", "text",
+            "`ssl`, `starttls` or `none` when the secret is a bare password",
+            default_text="by port"),
+    Setting("SMTP_FROM", "smtp_from", "text",
+            "the profile's `from` when the secret is a bare password",
+            default_text="the username"),
+    # --- the SMTP session
+    Setting("SMTP_CA_FILE", "smtp_ca_file", "text",
+            "extra PEM CA bundle trusted for the SMTP server"),
+    Setting("SMTP_TIMEOUT_S", "smtp_timeout_s", "number", "per SMTP operation",
+            20.0, "20", minimum=0.1),
+    Setting("SEND_DEADLINE_S", "send_deadline_s", "number",
+            "the whole send: secret reads, every SMTP step, the retry after a rotated password; "
+            "a watchdog cuts off even a server that drips bytes (keep it under the function's "
+            "timeout)",
+            50.0, "50", minimum=1),
+    # --- who may send what
+    Setting("ALLOWED_RECIPIENTS", "allowed_recipients", "list",
+            "comma list of domains or addresses; others are refused with 400",
+            default_text="unrestricted"),
+    Setting("ALLOWED_SENDERS", "allowed_senders", "list",
+            "comma list allowed in `from` (besides the profile's own)",
+            default_text="only the profile's from"),
+    Setting("MAX_RECIPIENTS", "max_recipients", "integer", "to+cc+bcc", 50, "50", minimum=1),
+    Setting("MAX_MESSAGE_BYTES", "max_message_bytes", "integer",
+            "request body and built message", 10 * 1024 * 1024, "10485760", minimum=1024),
+    Setting("MAX_EVENT_AGE_S", "max_event_age_s", "number",
+            "Pub/Sub events older than this are dropped", 86_400.0, "86400", minimum=1),
+    Setting("TEMPLATES_DIR", "templates_dir", "text",
+            "your own templates, looked up before the built-ins"),
+    Setting("WEBHOOK_SECRET", "webhook_secret", "text",
+            "Secret Manager name (or `file:PATH` locally) of a token for callers outside IAM"),
+    # --- exactly once
+    Setting("IDEMPOTENCY_STORE", "idempotency_store", "choice",
+            "`memory` or `firestore` (honours `FIRESTORE_EMULATOR_HOST`)", "memory", "memory",
+            choices=("memory", "firestore")),
+    Setting("IDEMPOTENCY_COLLECTION", "idempotency_collection", "text",
+            "Firestore collection of the ledger",
+            "smtp_sender_idempotency", "smtp_sender_idempotency"),
+    # A sent key is remembered as long as a subscription can hold an unacked message (7 days).
+    Setting("IDEMPOTENCY_TTL_S", "idempotency_ttl_s", "number",
+            "how long a sent key is remembered (`expire_at` for Firestore's TTL policy)",
+            7 * 86_400.0, "604800", minimum=1),
+    Setting("IDEMPOTENCY_LEASE_S", "idempotency_lease_s", "number",
+            "how long a claim blocks other deliveries of the same key",
+            default_text="`SEND_DEADLINE_S` + 15", minimum=1, derived_default=_lease_default),
+    Setting("IDEMPOTENCY_MEMORY_MAX_ENTRIES", "idempotency_memory_max_entries", "integer",
+            "size of the per-instance memory ledger (LRU)", 10_000, "10000", minimum=1),
+)  # fmt: skip
+
+# Read by client libraries, not by us; listed so tests can clear them and README can name them.
+LIBRARY_VARIABLES: tuple[str, ...] = (
+    "FIRESTORE_EMULATOR_HOST",
+    "PUBSUB_EMULATOR_HOST",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """Every knob of the function; see the Configuration table in README.md."""
+    """Every knob of the function: one field per row of `SETTINGS`, which holds the defaults."""
 
-    smtp_secret: str | None = None
-    smtp_secret_file: str | None = None
-    secret_manager_emulator_host: str | None = None
-    google_cloud_project: str | None = None
-    smtp_ca_file: str | None = None
-    smtp_timeout_s: float = DEFAULT_SMTP_TIMEOUT_S
-    send_deadline_s: float = DEFAULT_SEND_DEADLINE_S
-    allowed_recipients: tuple[str, ...] | None = None
-    allowed_senders: tuple[str, ...] | None = None
-    max_recipients: int = DEFAULT_MAX_RECIPIENTS
-    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-    max_event_age_s: float = DEFAULT_MAX_EVENT_AGE_S
-    profile_cache_ttl_s: float = DEFAULT_PROFILE_CACHE_TTL_S
-    idempotency_store: str = "memory"
-    idempotency_collection: str = "smtp_sender_idempotency"
-    idempotency_ttl_s: float = DEFAULT_IDEMPOTENCY_TTL_S
-    idempotency_lease_s: float = DEFAULT_SEND_DEADLINE_S + IDEMPOTENCY_LEASE_MARGIN_S
-    idempotency_memory_max_entries: int = DEFAULT_IDEMPOTENCY_MEMORY_MAX_ENTRIES
-    webhook_secret: str | None = None
-    templates_dir: str | None = None
+    smtp_secret: str | None
+    smtp_secret_file: str | None
+    secret_manager_emulator_host: str | None
+    google_cloud_project: str | None
+    profile_cache_ttl_s: float
+    smtp_host: str | None
+    smtp_port: str | None
+    smtp_username: str | None
+    smtp_security: str | None
+    smtp_from: str | None
+    smtp_ca_file: str | None
+    smtp_timeout_s: float
+    send_deadline_s: float
+    allowed_recipients: tuple[str, ...] | None
+    allowed_senders: tuple[str, ...] | None
+    max_recipients: int
+    max_message_bytes: int
+    max_event_age_s: float
+    templates_dir: str | None
+    webhook_secret: str | None
+    idempotency_store: str
+    idempotency_collection: str
+    idempotency_ttl_s: float
+    idempotency_lease_s: float
+    idempotency_memory_max_entries: int
+
+    @classmethod
+    def defaults(cls, **overrides: Any) -> Settings:
+        """Every setting at its default (as with an empty environment), then `overrides`."""
+        return replace(cls.from_env({}), **overrides)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for setting in SETTINGS:
+            values[setting.field] = setting.read(env, values)
+        return cls(**values)
 
-        def text(name: str) -> str | None:
-            value = env.get(name, "").strip()
-            return value or None
+    def bare_password_profile(self) -> dict[str, str]:
+        """The profile fields a bare-password secret takes from the environment."""
+        return {
+            "host": self.smtp_host or "",
+            "port": self.smtp_port or "",
+            "security": self.smtp_security or "",
+            "username": self.smtp_username or "",
+            "from": self.smtp_from or "",
+        }
 
-        send_deadline_s = _number(env, "SEND_DEADLINE_S", DEFAULT_SEND_DEADLINE_S, minimum=1)
-        store = (text("IDEMPOTENCY_STORE") or "memory").lower()
-        if store not in {"memory", "firestore"}:
-            raise ConfigurationError(
-                f"IDEMPOTENCY_STORE must be memory or firestore, got {store!r}"
-            )
-        return cls(
-            smtp_secret=text("SMTP_SECRET"),
-            smtp_secret_file=text("SMTP_SECRET_FILE"),
-            secret_manager_emulator_host=text("SECRET_MANAGER_EMULATOR_HOST"),
-            google_cloud_project=text("GOOGLE_CLOUD_PROJECT") or text("GCP_PROJECT"),
-            smtp_ca_file=text("SMTP_CA_FILE"),
-            smtp_timeout_s=_number(env, "SMTP_TIMEOUT_S", DEFAULT_SMTP_TIMEOUT_S, minimum=0.1),
-            send_deadline_s=send_deadline_s,
-            allowed_recipients=_split_list(env.get("ALLOWED_RECIPIENTS")),
-            allowed_senders=_split_list(env.get("ALLOWED_SENDERS")),
-            max_recipients=int(
-                _number(env, "MAX_RECIPIENTS", DEFAULT_MAX_RECIPIENTS, minimum=1),
-            ),
-            max_message_bytes=int(
-                _number(env, "MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES, minimum=1024),
-            ),
-            max_event_age_s=_number(env, "MAX_EVENT_AGE_S", DEFAULT_MAX_EVENT_AGE_S, minimum=1),
-            profile_cache_ttl_s=_number(
-                env, "SMTP_PROFILE_CACHE_TTL_S", DEFAULT_PROFILE_CACHE_TTL_S, minimum=0
-            ),
-            idempotency_store=store,
-            idempotency_collection=text("IDEMPOTENCY_COLLECTION") or "smtp_sender_idempotency",
-            idempotency_ttl_s=_number(
-                env, "IDEMPOTENCY_TTL_S", DEFAULT_IDEMPOTENCY_TTL_S, minimum=1
-            ),
-            idempotency_lease_s=_number(
-                env,
-                "IDEMPOTENCY_LEASE_S",
-                send_deadline_s + IDEMPOTENCY_LEASE_MARGIN_S,
-                minimum=1,
-            ),
-            idempotency_memory_max_entries=int(
-                _number(
-                    env,
-                    "IDEMPOTENCY_MEMORY_MAX_ENTRIES",
-                    DEFAULT_IDEMPOTENCY_MEMORY_MAX_ENTRIES,
-                    minimum=1,
-                )
-            ),
-            webhook_secret=text("WEBHOOK_SECRET"),
-            templates_dir=text("TEMPLATES_DIR"),
-        )
+
+def variable_names() -> tuple[str, ...]:
+    """Every variable that changes what the function does (ours, their aliases, the libraries')."""
+    ours = tuple(name for s in SETTINGS for name in (s.env, *s.aliases))
+    return ours + LIBRARY_VARIABLES
+
+
+def markdown_table() -> str:
+    """README's Configuration table, generated from `SETTINGS` (a test keeps README equal)."""
+    lines = ["| variable | meaning | default |", "|---|---|---|"]
+    lines += [f"| `{s.env}` | {s.help} | {s.default_text} |" for s in SETTINGS]
+    return "\n".join(lines)
+
+
+def _check_table() -> None:
+    """Import-time guard: the table and the dataclass describe the same fields."""
+    declared = [s.field for s in SETTINGS]
+    if sorted(declared) != sorted(f.name for f in fields(Settings)) or len(set(declared)) != len(
+        declared
+    ):
+        raise RuntimeError("sender.config: SETTINGS and Settings disagree")  # a programming error
+
+
+_check_table()

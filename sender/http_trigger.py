@@ -15,18 +15,20 @@ from typing import Any
 
 import flask
 
-from sender import alertmanager, logs, webhook_auth
+from sender import alertmanager, instance, logs, webhook_auth
 from sender.config import Settings
-from sender.message import EmailRequest, decode_json, parse_request
-from sender.outcome import (
+from sender.errors import (
     ConfigurationError,
-    InvalidRequest,
-    MessageTooLarge,
+    InvalidRequestError,
+    MessageTooLargeError,
     SendError,
     TransientError,
-    UnsupportedMediaType,
+    UnsupportedMediaTypeError,
+    WebhookForbiddenError,
+    WebhookUnauthorizedError,
 )
-from sender.service import Delivery, send_email, send_once
+from sender.exactly_once import Delivery, send_once
+from sender.message import EmailRequest, decode_json, parse_request
 
 VIA = "http"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -55,17 +57,17 @@ def _read_body(request: flask.Request, max_bytes: int) -> bytes:
     """The raw body, refusing more than `max_bytes` before reading it all."""
     declared = request.content_length
     if declared is not None and declared > max_bytes:
-        raise MessageTooLarge.one("body", f"the request body exceeds {max_bytes} bytes")
+        raise MessageTooLargeError.one("body", f"the request body exceeds {max_bytes} bytes")
     # Read at most one byte past the limit: a chunked body without Content-Length is bounded too.
     raw: bytes = request.stream.read(max_bytes + 1)
     if len(raw) > max_bytes:
-        raise MessageTooLarge.one("body", f"the request body exceeds {max_bytes} bytes")
+        raise MessageTooLargeError.one("body", f"the request body exceeds {max_bytes} bytes")
     return raw
 
 
 def _parse_json(request: flask.Request, raw: bytes) -> Any:
     if request.mimetype != "application/json":
-        raise UnsupportedMediaType.one("Content-Type", "send the message as application/json")
+        raise UnsupportedMediaTypeError.one("Content-Type", "send the message as application/json")
     return decode_json(raw, "body")
 
 
@@ -90,9 +92,13 @@ def _idempotency_key(request: flask.Request, body_key: str | None) -> str | None
     if header_key is not None:
         header_key = header_key.strip()
         if not header_key or len(header_key) > 256 or not header_key.isprintable():
-            raise InvalidRequest.one(IDEMPOTENCY_HEADER, "must be 1 to 256 printable characters")
+            raise InvalidRequestError.one(
+                IDEMPOTENCY_HEADER, "must be 1 to 256 printable characters"
+            )
     if header_key and body_key and header_key != body_key:
-        raise InvalidRequest.one("idempotency_key", f"differs from the {IDEMPOTENCY_HEADER} header")
+        raise InvalidRequestError.one(
+            "idempotency_key", f"differs from the {IDEMPOTENCY_HEADER} header"
+        )
     return body_key or header_key
 
 
@@ -119,7 +125,7 @@ def _check_webhook_credential(
 ) -> flask.Response | None:
     """401/403 when `WEBHOOK_SECRET` is set and the request is not authentic; else None."""
     try:
-        store = webhook_auth.token_store(settings)
+        store = instance.webhook_token_store(settings)
         if store is None:
             return None
         webhook_auth.verify(store, dict(request.headers.items()), raw)
@@ -130,10 +136,10 @@ def _check_webhook_credential(
         if isinstance(error, TransientError):
             raise TransientError("the webhook credential cannot be checked right now") from None
         raise ConfigurationError("the webhook credential cannot be checked") from None
-    except webhook_auth.WebhookUnauthorized:
+    except WebhookUnauthorizedError:
         logs.webhook_rejected(reason="no credential", via=VIA)
         return _json({"error": "unauthorized"}, 401, {"WWW-Authenticate": "Bearer"})
-    except webhook_auth.WebhookForbidden:
+    except WebhookForbiddenError:
         logs.webhook_rejected(reason="wrong credential", via=VIA)
         return _json({"error": "unauthorized"}, 403)
     return None
@@ -157,11 +163,9 @@ def handle(request: flask.Request) -> flask.Response:
         document = _parse_json(request, raw)
         email_request = _email_request(request, document)
         key = _idempotency_key(request, email_request.idempotency_key)
-        if key is None:  # no key, no deduplication: every request is a new email
-            delivery = Delivery(send_email(email_request, settings))
-        else:
-            delivery = send_once(email_request, settings, ledger_key=f"http:{key}")
-    except InvalidRequest as error:
+        ledger_key = None if key is None else f"http:{key}"
+        delivery = send_once(email_request, settings, ledger_key=ledger_key)
+    except InvalidRequestError as error:
         logs.invalid_request(error.log_fields(), via=VIA)
         return _error(error)
     except SendError as error:

@@ -17,24 +17,18 @@ can claim at once and send to those only), or `release`s (a failure that sent no
 
 Records carry `expire_at` (a Firestore TTL policy deletes them; both stores also ignore expired
 records on read, since TTL deletion runs late). The state machine lives in the pure functions
-`decide_claim` and `merge_outcome`; a store only has to apply them atomically.
+`decide_claim` and `merge_outcome`; a store only has to apply them atomically. The stores are
+`sender.ledger_memory` and `sender.ledger_firestore`; `sender.instance` picks one
+(`IDEMPOTENCY_STORE`) and keeps it for the life of the instance.
 """
 
 from __future__ import annotations
 
 import abc
-import threading
-import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from sender.config import (
-    DEFAULT_IDEMPOTENCY_MEMORY_MAX_ENTRIES,
-    DEFAULT_IDEMPOTENCY_TTL_S,
-    Settings,
-)
 from sender.outcome import Refusal
 
 Clock = Callable[[], float]
@@ -229,149 +223,3 @@ def released(entry: Entry) -> Entry | None:
     if entry.owed is None:
         return None  # nothing was ever sent for this key: forget it entirely
     return replace(entry, owner=None, lease_until=None)  # keep the progress, drop the lease
-
-
-# --- configuration ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class LedgerConfig:
-    """Which store, and how long records and leases live."""
-
-    store: str = "memory"
-    collection: str = "smtp_sender_idempotency"
-    project: str | None = None
-    ttl_s: float = DEFAULT_IDEMPOTENCY_TTL_S
-    lease_s: float = 65.0
-    memory_max_entries: int = DEFAULT_IDEMPOTENCY_MEMORY_MAX_ENTRIES
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> LedgerConfig:
-        return cls(
-            store=settings.idempotency_store,
-            collection=settings.idempotency_collection,
-            project=settings.google_cloud_project,
-            ttl_s=settings.idempotency_ttl_s,
-            lease_s=settings.idempotency_lease_s,
-            memory_max_entries=settings.idempotency_memory_max_entries,
-        )
-
-
-def build_ledger(config: LedgerConfig, *, clock: Clock = time.time) -> Ledger:
-    if config.store == "firestore":
-        # Imported here so google-cloud-firestore is loaded only by deployments that use it.
-        from sender.ledger_firestore import FirestoreLedger  # noqa: PLC0415
-
-        return FirestoreLedger(
-            collection=config.collection,
-            project=config.project,
-            lease_s=config.lease_s,
-            ttl_s=config.ttl_s,
-            clock=clock,
-        )
-    return MemoryLedger(
-        max_entries=config.memory_max_entries,
-        lease_s=config.lease_s,
-        ttl_s=config.ttl_s,
-        clock=clock,
-    )
-
-
-# --- the in-memory store ------------------------------------------------------------------
-
-
-class MemoryLedger(Ledger):
-    """Per instance: catches redeliveries that land on the same warm instance, nothing more.
-
-    Bounded: at most `max_entries` records, least recently used evicted first, expired ones
-    ignored and dropped when met. One lock makes each operation atomic across worker threads.
-    """
-
-    def __init__(
-        self,
-        *,
-        max_entries: int = DEFAULT_IDEMPOTENCY_MEMORY_MAX_ENTRIES,
-        lease_s: float,
-        ttl_s: float = DEFAULT_IDEMPOTENCY_TTL_S,
-        clock: Clock = time.time,
-    ) -> None:
-        self._entries: OrderedDict[str, Entry] = OrderedDict()
-        self._lock = threading.Lock()
-        self._max_entries = max_entries
-        self._lease_s = lease_s
-        self._ttl_s = ttl_s
-        self._clock = clock
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._entries)
-
-    def _get(self, key: str, now: float) -> Entry | None:
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
-        if entry.expire_at <= now:
-            del self._entries[key]
-            return None
-        self._entries.move_to_end(key)
-        return entry
-
-    def _put(self, entry: Entry) -> None:
-        self._entries[entry.key] = entry
-        self._entries.move_to_end(entry.key)
-        while len(self._entries) > self._max_entries:
-            self._entries.popitem(last=False)
-
-    def claim(self, key: str) -> ClaimResult:
-        with self._lock:
-            now = self._clock()
-            result, written = decide_claim(
-                self._get(key, now),
-                key=key,
-                token=new_token(),
-                now=now,
-                lease_s=self._lease_s,
-                ttl_s=self._ttl_s,
-            )
-            if written is not None:
-                self._put(written)
-            return result
-
-    def lookup(self, key: str) -> Entry | None:
-        with self._lock:
-            return self._get(key, self._clock())
-
-    def record_progress(
-        self,
-        claim: Claim,
-        *,
-        message_id: str,
-        accepted: Sequence[str],
-        refused: Mapping[str, Refusal],
-        owed: Sequence[str],
-    ) -> Entry:
-        with self._lock:
-            now = self._clock()
-            entry = merge_outcome(
-                self._get(claim.key, now),
-                claim,
-                now=now,
-                ttl_s=self._ttl_s,
-                message_id=message_id,
-                accepted=accepted,
-                refused=refused,
-                owed=owed,
-            )
-            self._put(entry)
-            return entry
-
-    def release(self, claim: Claim) -> None:
-        with self._lock:
-            entry = self._get(claim.key, self._clock())
-            if entry is None or not holds(entry, claim):
-                return  # someone took over meanwhile: their claim is not ours to drop
-            remaining = released(entry)
-            if remaining is None:
-                del self._entries[claim.key]
-            else:
-                self._put(remaining)

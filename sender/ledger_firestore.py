@@ -1,6 +1,6 @@
 """The idempotency ledger in Firestore: one document per key, shared by every instance.
 
-Imported only when `IDEMPOTENCY_STORE=firestore` (see `sender.ledger.build_ledger`), so other
+Imported only when `IDEMPOTENCY_STORE=firestore` (see `sender.instance.ledger`), so other
 deployments never load the Firestore client. The client honours `FIRESTORE_EMULATOR_HOST` itself
 (plaintext, anonymous credentials), which is how the tests run it.
 
@@ -36,7 +36,8 @@ from google.api_core import retry as api_retry
 from google.auth import exceptions as auth_exceptions
 from google.cloud import firestore
 
-from sender.config import DEFAULT_IDEMPOTENCY_TTL_S
+from sender.deadline import Deadline
+from sender.errors import ConfigurationError, LedgerUnavailableError
 from sender.ledger import (
     Claim,
     ClaimResult,
@@ -49,7 +50,7 @@ from sender.ledger import (
     new_token,
     released,
 )
-from sender.outcome import ConfigurationError, LedgerUnavailableError, Refusal
+from sender.outcome import Refusal
 
 # One ledger operation (all its reads, writes and retries) ends within this many seconds. Firestore
 # answers in milliseconds when healthy, so this only bounds an outage; the send path waits for the
@@ -121,27 +122,17 @@ def _unavailable(exc: Exception) -> LedgerUnavailableError:
     return LedgerUnavailableError(f"the idempotency ledger is unavailable: {type(exc).__name__}")
 
 
-class _Deadline:
+def _operation_deadline(seconds: float) -> Deadline:
     """One ledger operation's time budget, shared by every RPC and retry the operation makes."""
-
-    def __init__(self, seconds: float) -> None:
-        self._seconds = seconds
-        self._end = time.monotonic() + seconds
-
-    def left(self) -> float:
-        return self._end - time.monotonic()
-
-    def remaining(self) -> float:
-        """Seconds left for the next RPC; raises once there are none."""
-        left = self.left()
-        if left <= 0:
-            raise LedgerUnavailableError(
-                f"the idempotency ledger did not answer within {self._seconds:g} s"
-            )
-        return left
+    return Deadline(
+        seconds,
+        expired=lambda: LedgerUnavailableError(
+            f"the idempotency ledger did not answer within {seconds:g} s"
+        ),
+    )
 
 
-def _rpc(deadline: _Deadline, call: Callable[[float], T]) -> T:
+def _rpc(deadline: Deadline, call: Callable[[float], T]) -> T:
     """`call(timeout)`: one RPC, retried on transient errors while the deadline allows.
 
     The client library's own retry is switched off (`retry=None` at every call site): its timeout
@@ -149,7 +140,7 @@ def _rpc(deadline: _Deadline, call: Callable[[float], T]) -> T:
     """
     delay = _BACKOFF_INITIAL_S
     while True:
-        timeout = deadline.remaining()
+        timeout = deadline.budget()
         try:
             return call(timeout)
         except Exception as exc:
@@ -194,7 +185,7 @@ class FirestoreLedger(Ledger):
         *,
         collection: str,
         lease_s: float,
-        ttl_s: float = DEFAULT_IDEMPOTENCY_TTL_S,
+        ttl_s: float,
         project: str | None = None,
         clock: Clock = time.time,
         timeout_s: float = DEFAULT_TIMEOUT_S,
@@ -215,20 +206,20 @@ class FirestoreLedger(Ledger):
     def _ref(self, key: str) -> Any:
         return self._collection.document(document_id(key))
 
-    def _guarded(self, operation: Callable[[_Deadline], T]) -> T:
+    def _guarded(self, operation: Callable[[Deadline], T]) -> T:
         """Run one ledger operation within its deadline; any Firestore failure is transient."""
         try:
-            return operation(_Deadline(self._timeout_s))
+            return operation(_operation_deadline(self._timeout_s))
         except (api_exceptions.GoogleAPIError, auth_exceptions.GoogleAuthError) as exc:
             raise _unavailable(exc) from exc
 
-    def _read(self, ref: Any, deadline: _Deadline) -> _Read:
+    def _read(self, ref: Any, deadline: Deadline) -> _Read:
         snapshot = _rpc(deadline, lambda timeout: ref.get(retry=None, timeout=timeout))
         if not snapshot.exists:
             return _ABSENT
         return _Read(from_document(snapshot.to_dict() or {}), snapshot.update_time)
 
-    def _write(self, ref: Any, entry: Entry | None, read: _Read, deadline: _Deadline) -> bool:
+    def _write(self, ref: Any, entry: Entry | None, read: _Read, deadline: Deadline) -> bool:
         """Store `entry` (None: delete) if the document is still as `read`; False if it changed.
 
         A retry of a write that was applied but whose reply was lost also ends here as "changed":
@@ -254,7 +245,7 @@ class FirestoreLedger(Ledger):
             return False
         return True
 
-    def _settle(self, ref: Any, deadline: _Deadline, first: _Read | None, step: _Step[T]) -> T:
+    def _settle(self, ref: Any, deadline: Deadline, first: _Read | None, step: _Step[T]) -> T:
         """Read, decide, write conditionally; on a lost race read again, `MAX_ROUNDS` at most.
 
         `step(read)` returns the answer and what to store (`_KEEP`: store nothing).

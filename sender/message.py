@@ -1,6 +1,6 @@
 """The email request: validation of the JSON a caller sends (HTTP body or Pub/Sub data).
 
-`parse_request` turns untrusted JSON into an `EmailRequest` or raises `InvalidRequest` whose
+`parse_request` turns untrusted JSON into an `EmailRequest` or raises `InvalidRequestError` whose
 details name each bad field the way a caller wrote it (`to[1]`, `attachments[0].content`).
 Only checks that need no configuration live here; limits and allow-lists are in `policy.py`.
 """
@@ -26,8 +26,8 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from sender.addresses import AddressError, Mailbox, parse_mailbox
+from sender.errors import FieldProblem, InvalidRequestError
 from sender.header_safety import has_lone_surrogate, unsafe_reason
-from sender.outcome import FieldProblem, InvalidRequest
 
 # Headers the function writes itself, or that would change who receives the message or how it
 # is parsed. A caller setting them could forge a sender, add hidden recipients or break MIME.
@@ -145,7 +145,7 @@ class EmailRequest(BaseModel):
     to: Annotated[MailboxList, Field(min_length=1)]
     cc: MailboxList = Field(default_factory=list)
     bcc: MailboxList = Field(default_factory=list)
-    sender: MailboxField | None = Field(default=None, alias="from")
+    from_address: MailboxField | None = Field(default=None, alias="from")
     reply_to: MailboxList = Field(default_factory=list)
     subject: Annotated[str, Field(max_length=MAX_SUBJECT_CHARS)] | None = None
     text: str | None = None
@@ -243,19 +243,19 @@ MAX_JSON_DEPTH = 32
 
 
 def decode_json(raw: bytes | str, field_name: str) -> Any:
-    """UTF-8 JSON from a caller (HTTP body, Pub/Sub data), or an `InvalidRequest` saying why not."""
+    """UTF-8 JSON from a caller (HTTP body, Pub/Sub data); else `InvalidRequestError` saying why."""
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
         return json.loads(text)
     except UnicodeDecodeError:
-        raise InvalidRequest.one(field_name, "is not UTF-8") from None
+        raise InvalidRequestError.one(field_name, "is not UTF-8") from None
     except RecursionError:
-        raise InvalidRequest.one(field_name, "is nested too deeply") from None
+        raise InvalidRequestError.one(field_name, "is nested too deeply") from None
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno}, column {exc.colno}"
-        raise InvalidRequest.one(field_name, f"is not valid JSON ({where})") from None
+        raise InvalidRequestError.one(field_name, f"is not valid JSON ({where})") from None
     except ValueError:  # e.g. an integer beyond Python's digit limit
-        raise InvalidRequest.one(field_name, "is not valid JSON") from None
+        raise InvalidRequestError.one(field_name, "is not valid JSON") from None
 
 
 def _unusable_strings(value: Any, path: str, depth: int = 0) -> list[FieldProblem]:
@@ -283,13 +283,13 @@ def _unusable_strings(value: Any, path: str, depth: int = 0) -> list[FieldProble
 
 
 def parse_request(data: Any) -> EmailRequest:
-    """Validate decoded JSON into an `EmailRequest`, or raise `InvalidRequest` naming each field."""
+    """Decoded JSON -> an `EmailRequest`; else `InvalidRequestError` naming each field."""
     if not isinstance(data, dict):
-        raise InvalidRequest.one("body", "must be a JSON object")
+        raise InvalidRequestError.one("body", "must be a JSON object")
     problems = _unusable_strings(data, "")
     if problems:
-        raise InvalidRequest(problems[:20])
+        raise InvalidRequestError(problems[:20])
     try:
         return EmailRequest.model_validate(data)
     except ValidationError as exc:
-        raise InvalidRequest(field_problems(exc)) from None
+        raise InvalidRequestError(field_problems(exc)) from None

@@ -20,9 +20,8 @@ from email.parser import BytesHeaderParser
 from email.utils import format_datetime
 
 from sender.addresses import Mailbox
+from sender.errors import InvalidRequestError, MessageTooLargeError
 from sender.message import Attachment, EmailRequest
-from sender.outcome import InvalidRequest, MessageTooLarge
-from sender.transport import Envelope
 
 # Header lines folded at 78 with CRLF endings: what SMTP DATA expects.
 _POLICY = policy.SMTP
@@ -35,6 +34,14 @@ class Content:
     subject: str
     text: str | None
     html: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """What SMTP needs besides the message bytes: MAIL FROM and RCPT TO addresses (ASCII)."""
+
+    mail_from: str
+    recipients: list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,14 +73,14 @@ def message_id_seed(ledger_key: str, request: EmailRequest) -> str:
     return f"{ledger_key}:{digest.hexdigest()}"
 
 
-def make_message_id(domain: str, idempotency_key: str | None) -> str:
-    """A Message-ID on the sender's domain; deterministic when there is an idempotency key.
+def make_message_id(domain: str, seed: str | None) -> str:
+    """A Message-ID on the sender's domain; deterministic when there is a seed.
 
-    `idempotency_key` is the seed from `message_id_seed`: the same for every delivery of one
-    message under one key. Without a key the id is random.
+    `seed` comes from `message_id_seed`: the same for every delivery of one message under one
+    idempotency key. Without one (an unkeyed request) the id is random.
     """
-    if idempotency_key is not None:
-        token = hashlib.sha256(idempotency_key.encode("utf-8")).hexdigest()[:40]
+    if seed is not None:
+        token = hashlib.sha256(seed.encode("utf-8")).hexdigest()[:40]
     else:
         token = uuid.uuid4().hex
     return f"<{token}@{domain}>"
@@ -110,13 +117,15 @@ def _serialise(message: EmailMessage) -> bytes:
     except (ValueError, UnicodeError, email.errors.MessageError):
         # Includes HeaderWriteError (Python 3.12.5+), which refuses to write a header that
         # would not parse back as itself.
-        raise InvalidRequest.one("headers", "a header value cannot be written safely") from None
+        raise InvalidRequestError.one(
+            "headers", "a header value cannot be written safely"
+        ) from None
     header_block = data.split(b"\r\n\r\n", 1)[0]
     written = BytesHeaderParser(policy=policy.compat32).parsebytes(header_block + b"\r\n\r\n")
     if [name.lower() for name in written] != [name.lower() for name in message]:
-        raise InvalidRequest.one("headers", "a header value would add or split a header")
+        raise InvalidRequestError.one("headers", "a header value would add or split a header")
     if max(len(line) for line in data.split(b"\r\n")) > MAX_LINE_BYTES:
-        raise InvalidRequest.one(
+        raise InvalidRequestError.one(
             "headers", f"a header or body line would exceed {MAX_LINE_BYTES} bytes"
         )
     return data
@@ -150,17 +159,18 @@ def _set_body(message: EmailMessage, content: Content) -> None:
 def build_message(
     request: EmailRequest,
     content: Content,
-    sender: Mailbox,
+    from_address: Mailbox,
     *,
-    idempotency_key: str | None,
+    seed: str | None,
     max_bytes: int,
     recipients: list[Mailbox] | None = None,
     now: datetime | None = None,
 ) -> BuiltMessage:
-    """The message bytes and envelope. `recipients` narrows the envelope (a redelivery that owes
-    only some recipients); headers always show the original To and Cc."""
+    """The message bytes and envelope. `seed` (`message_id_seed`) makes the Message-ID
+    deterministic; `recipients` narrows the envelope (a redelivery that owes only some
+    recipients); headers always show the original To and Cc."""
     message = EmailMessage(policy=_POLICY)
-    message["From"] = sender.header_address()
+    message["From"] = from_address.header_address()
     message["To"] = [m.header_address() for m in request.to]
     if request.cc:
         message["Cc"] = [m.header_address() for m in request.cc]
@@ -168,7 +178,7 @@ def build_message(
         message["Reply-To"] = [m.header_address() for m in request.reply_to]
     message["Subject"] = content.subject
     message["Date"] = format_datetime(now or datetime.now(UTC))
-    message_id = make_message_id(sender.domain, idempotency_key)
+    message_id = make_message_id(from_address.domain, seed)
     message["Message-ID"] = message_id
     # RFC 3834: tells auto-responders (vacation replies, ticket systems) not to answer an alert.
     message["Auto-Submitted"] = "auto-generated"
@@ -184,9 +194,9 @@ def build_message(
 
     data = _serialise(message)
     if len(data) > max_bytes:
-        raise MessageTooLarge.one(
+        raise MessageTooLargeError.one(
             "body", f"the built message is {len(data)} bytes; the limit is {max_bytes}"
         )
     envelope_recipients = recipients if recipients is not None else request.recipients()
-    envelope = Envelope(sender.addr_spec, [m.addr_spec for m in envelope_recipients])
+    envelope = Envelope(from_address.addr_spec, [m.addr_spec for m in envelope_recipients])
     return BuiltMessage(message_id=message_id, envelope=envelope, data=data)

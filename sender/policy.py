@@ -8,26 +8,30 @@ from __future__ import annotations
 
 from sender.addresses import Mailbox, matches_allow_list
 from sender.config import Settings
+from sender.errors import ConfigurationError, FieldProblem, InvalidRequestError
 from sender.message import EmailRequest
-from sender.outcome import ConfigurationError, FieldProblem, InvalidRequest
 from sender.profile import SmtpProfile
 
 
-def resolve_sender(request: EmailRequest, profile: SmtpProfile, settings: Settings) -> Mailbox:
+def resolve_from_address(
+    request: EmailRequest, profile: SmtpProfile, settings: Settings
+) -> Mailbox:
     """The From mailbox: the request's when allowed, else the profile's default."""
     default = profile.default_sender()
-    if request.sender is None:
+    if request.from_address is None:
         if default is None:
             raise ConfigurationError(
                 "no sender: the SMTP profile has no 'from' and its username is not an address"
             )
         return default
-    wanted = request.sender.addr_spec.lower()
+    wanted = request.from_address.addr_spec.lower()
     if default is not None and wanted == default.addr_spec.lower():
-        return request.sender
-    if settings.allowed_senders and matches_allow_list(request.sender, settings.allowed_senders):
-        return request.sender
-    raise InvalidRequest.one(
+        return request.from_address
+    if settings.allowed_senders and matches_allow_list(
+        request.from_address, settings.allowed_senders
+    ):
+        return request.from_address
+    raise InvalidRequestError.one(
         "from",
         "is not an allowed sender (set ALLOWED_SENDERS to permit it; by default only the "
         "profile's from address may be used)",
@@ -52,4 +56,4 @@ def check_recipients(request: EmailRequest, settings: Settings) -> None:
                         FieldProblem(f"{field_name}[{index}]", "is not an allowed recipient")
                     )
     if problems:
-        raise InvalidRequest(problems)
+        raise InvalidRequestError(problems)

@@ -3,21 +3,20 @@
 A payload that is a JSON object is a full profile. Anything else is a bare password (one trailing
 newline stripped, as `gcloud secrets versions add --data-file` of an `echo`ed file leaves one),
 with the rest of the profile taken from `SMTP_HOST`, `SMTP_PORT`, `SMTP_USERNAME`,
-`SMTP_SECURITY` and `SMTP_FROM`.
+`SMTP_SECURITY` and `SMTP_FROM` (`Settings.bare_password_profile`).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sender.addresses import AddressError, Mailbox, parse_mailbox
+from sender.errors import ConfigurationError
 from sender.header_safety import has_control_characters
-from sender.outcome import ConfigurationError
 
 Security = Literal["ssl", "starttls", "none"]
 _SECURITIES: tuple[Security, ...] = ("ssl", "starttls", "none")
@@ -41,12 +40,12 @@ class SmtpProfile:
     username: str | None = None
     # Kept out of repr so that no traceback, debugger or log line ever shows it.
     password: str | None = field(default=None, repr=False)
-    sender: Mailbox | None = None
+    from_address: Mailbox | None = None
 
     def default_sender(self) -> Mailbox | None:
         """The profile's `from`, else the username when it is an address."""
-        if self.sender is not None:
-            return self.sender
+        if self.from_address is not None:
+            return self.from_address
         if self.username and "@" in self.username:
             try:
                 return parse_mailbox(self.username)
@@ -95,24 +94,25 @@ def _build(values: Mapping[str, Any]) -> SmtpProfile:  # noqa: PLR0912 - one che
     if username and not password:
         raise ConfigurationError("the SMTP profile has a username but no password")
 
-    sender = None
+    from_address = None
     raw_from = values.get("from")
     if raw_from not in (None, ""):
         if not isinstance(raw_from, str):
             raise ConfigurationError("the SMTP profile's from is not a string")
         try:
-            sender = parse_mailbox(raw_from)
+            from_address = parse_mailbox(raw_from)
         except AddressError as exc:
             raise ConfigurationError(f"the SMTP profile's from address {exc}") from None
-    return SmtpProfile(host, port, security, username, password or None, sender)
+    return SmtpProfile(host, port, security, username, password or None, from_address)
 
 
-def parse_profile(payload: bytes, env: Mapping[str, str] | None = None) -> SmtpProfile:
+def parse_profile(payload: bytes, fallback: Mapping[str, str] | None = None) -> SmtpProfile:
     """Parse a secret payload into a profile; raise `ConfigurationError` naming what is wrong.
 
+    `fallback` holds the profile fields a bare-password payload takes from the environment
+    (`host`, `port`, `security`, `username`, `from`; see `Settings.bare_password_profile`).
     The error text never includes the payload: a malformed secret may still hold a password.
     """
-    env = os.environ if env is None else env
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError:
@@ -131,17 +131,9 @@ def parse_profile(payload: bytes, env: Mapping[str, str] | None = None) -> SmtpP
     password = password[:-1] if password.endswith("\r") else password
     if not password:
         raise ConfigurationError("the SMTP secret is empty")
-    if not env.get("SMTP_USERNAME", "").strip():
+    fallback = fallback or {}
+    if not fallback.get("username", "").strip():
         raise ConfigurationError(
             "the SMTP secret is a bare password, so SMTP_USERNAME (and SMTP_HOST) must be set"
         )
-    return _build(
-        {
-            "host": env.get("SMTP_HOST", ""),
-            "port": env.get("SMTP_PORT", ""),
-            "security": env.get("SMTP_SECURITY", ""),
-            "username": env.get("SMTP_USERNAME", "").strip(),
-            "password": password,
-            "from": env.get("SMTP_FROM", ""),
-        }
-    )
+    return _build({**fallback, "username": fallback["username"].strip(), "password": password})

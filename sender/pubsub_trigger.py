@@ -5,10 +5,10 @@ Returning acks the message. Raising makes functions-framework answer 500, so Pub
 is lost while a provider recovers or an operator fixes the secret. Invalid messages and permanent
 rejections are acked after one ERROR line: redelivering them would only loop.
 
-The CloudEvent id is the idempotency key (`service.send_once`): a redelivered event is acked with
-an INFO line and sends nothing; while another delivery of it is still sending, this one asks to be
-redelivered later. Recipients deferred with a 4xx make the event come back for them alone. Events
-older than `MAX_EVENT_AGE_S` are dropped with a WARNING: a day-old alert is noise, not news.
+The CloudEvent id is the idempotency key (`exactly_once.send_once`): a redelivered event is acked
+with an INFO line and sends nothing; while another delivery of it is still sending, this one asks
+to be redelivered later. Recipients deferred with a 4xx make the event come back for them alone.
+Events older than `MAX_EVENT_AGE_S` are dropped with a WARNING: a day-old alert is noise, not news.
 """
 
 from __future__ import annotations
@@ -20,28 +20,31 @@ from typing import Any
 
 from sender import logs
 from sender.config import Settings
+from sender.errors import (
+    ClaimBusyError,
+    Disposition,
+    InvalidRequestError,
+    RedeliveryRequestedError,
+    SendError,
+    TransientError,
+)
+from sender.exactly_once import send_once
 from sender.message import EmailRequest, decode_json, parse_request
-from sender.outcome import ClaimBusyError, Disposition, InvalidRequest, SendError, TransientError
-from sender.service import send_once
 
 VIA = "pubsub"
 
 
-class RedeliveryRequested(RuntimeError):
-    """Raised so that Pub/Sub delivers the event again. Its text is our reason, never a secret."""
-
-
 def decode_event_data(data: Any) -> Any:
-    """`MessagePublishedData` -> the decoded JSON of `message.data`; raises InvalidRequest."""
+    """`MessagePublishedData` -> the decoded JSON of `message.data`; raises InvalidRequestError."""
     if isinstance(data, bytes | str):
         data = decode_json(data, "event")
     message = data.get("message") if isinstance(data, dict) else None
     if not isinstance(message, dict) or not isinstance(message.get("data"), str):
-        raise InvalidRequest.one("message.data", "the Pub/Sub message has no data")
+        raise InvalidRequestError.one("message.data", "the Pub/Sub message has no data")
     try:
         raw = base64.b64decode(message["data"], validate=True)
     except (binascii.Error, ValueError):
-        raise InvalidRequest.one("message.data", "is not valid base64") from None
+        raise InvalidRequestError.one("message.data", "is not valid base64") from None
     return decode_json(raw, "message.data")
 
 
@@ -79,8 +82,8 @@ def handle(cloud_event: Any) -> None:
         delivery = send_once(email_request, settings, ledger_key=f"pubsub:{event_id}")
     except ClaimBusyError as error:
         logs.claim_busy(retry_after_s=error.retry_after_s, via=VIA)
-        raise RedeliveryRequested("another delivery of this event is in progress") from None
-    except InvalidRequest as error:
+        raise RedeliveryRequestedError("another delivery of this event is in progress") from None
+    except InvalidRequestError as error:
         logs.invalid_request(error.log_fields(), via=VIA)
         return
     except SendError as error:
@@ -94,13 +97,13 @@ def handle(cloud_event: Any) -> None:
             if error.disposition is Disposition.UNAVAILABLE
             else "misconfiguration"
         )
-        raise RedeliveryRequested(f"{kind}: {error.reason}") from None
+        raise RedeliveryRequestedError(f"{kind}: {error.reason}") from None
     except Exception as exc:  # noqa: BLE001 - a bug: one ERROR line (type only), then redelivery
         # An unexpected error is ours, not the message's: keep the alert (redelivery, then the
         # dead-letter topic) rather than ack it away; its text could quote the body, so only the
         # type is logged and functions-framework sees our exception, not the original.
         logs.internal_error(exc, via=VIA)
-        raise RedeliveryRequested(f"internal error ({type(exc).__name__})") from None
+        raise RedeliveryRequestedError(f"internal error ({type(exc).__name__})") from None
     result = delivery.result
     if delivery.duplicate:
         logs.duplicate(message_id=result.message_id, accepted_count=len(result.accepted), via=VIA)
@@ -108,4 +111,4 @@ def handle(cloud_event: Any) -> None:
     logs.sent(result, via=VIA)
     if delivery.owed:
         logs.deferred_recipients(owed=list(delivery.owed), via=VIA)
-        raise RedeliveryRequested("some recipients were deferred (4xx)")
+        raise RedeliveryRequestedError("some recipients were deferred (4xx)")

@@ -1,9 +1,9 @@
 """Where the SMTP profile comes from: Secret Manager (production) or a local file (dev, tests).
 
 The Secret Manager client is created lazily, once per instance, and reused while the instance is
-warm (creating one costs a channel and credential discovery). The parsed profile is cached for
-`SMTP_PROFILE_CACHE_TTL_S`; `ProfileStore.reread()` bypasses the cache after an authentication
-failure so that a rotated password is picked up without a redeploy.
+warm (creating one costs a channel and credential discovery; `sender.instance` keeps it). The
+parsed profile is cached for `SMTP_PROFILE_CACHE_TTL_S`; `ProfileStore.reread()` bypasses the
+cache after an authentication failure so that a rotated password is picked up without a redeploy.
 """
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from sender import logs
 from sender.config import Settings
-from sender.outcome import ConfigurationError, TransientError
+from sender.errors import ConfigurationError, TransientError
 from sender.profile import SmtpProfile, parse_profile
 
 # Secret Manager calls are bounded well inside the function's deadline: a few quick retries on
@@ -88,31 +88,25 @@ def resolve_secret_version(name: str, project: str | None, variable: str = "SMTP
     )
 
 
-_clients: dict[str | None, Any] = {}
-_clients_lock = threading.Lock()
+def new_secret_manager_client(emulator_host: str | None) -> Any:
+    """A Secret Manager client: plaintext gRPC to `emulator_host` (tests), else the real API.
+
+    Imported here so that a local run with SMTP_SECRET_FILE never loads gRPC at all."""
+    from google.cloud import secretmanager  # noqa: PLC0415
+
+    if not emulator_host:
+        return secretmanager.SecretManagerServiceClient()
+    import grpc  # noqa: PLC0415
+    from google.cloud.secretmanager_v1.services.secret_manager_service.transports import (  # noqa: PLC0415
+        SecretManagerServiceGrpcTransport,
+    )
+
+    channel = grpc.insecure_channel(emulator_host)
+    transport = SecretManagerServiceGrpcTransport(channel=channel)
+    return secretmanager.SecretManagerServiceClient(transport=transport)
 
 
-def _secret_manager_client(emulator_host: str | None) -> Any:
-    """One client per instance (per emulator host), created on first use."""
-    with _clients_lock:
-        client = _clients.get(emulator_host)
-        if client is None:
-            # Imported here so that a local run with SMTP_SECRET_FILE never loads gRPC at all.
-            from google.cloud import secretmanager  # noqa: PLC0415
-
-            if emulator_host:
-                import grpc  # noqa: PLC0415
-                from google.cloud.secretmanager_v1.services.secret_manager_service.transports import (  # noqa: PLC0415, E501
-                    SecretManagerServiceGrpcTransport,
-                )
-
-                channel = grpc.insecure_channel(emulator_host)
-                transport = SecretManagerServiceGrpcTransport(channel=channel)
-                client = secretmanager.SecretManagerServiceClient(transport=transport)
-            else:
-                client = secretmanager.SecretManagerServiceClient()
-            _clients[emulator_host] = client
-        return client
+ClientFactory = Callable[[], Any]
 
 
 def _classify_secret_manager_error(exc: Exception, version_name: str) -> Exception:
@@ -138,9 +132,9 @@ def _classify_secret_manager_error(exc: Exception, version_name: str) -> Excepti
 class SecretManagerSource:
     """`SMTP_SECRET` read through `google-cloud-secret-manager`."""
 
-    def __init__(self, version_name: str, emulator_host: str | None) -> None:
+    def __init__(self, version_name: str, client: ClientFactory) -> None:
         self._version_name = version_name
-        self._emulator_host = emulator_host
+        self._client = client  # the instance's shared client, created on first use
 
     @property
     def label(self) -> str:
@@ -159,8 +153,7 @@ class SecretManagerSource:
             initial=0.2, maximum=2.0, multiplier=2.0, timeout=_RETRY_DEADLINE_S,
         )  # fmt: skip
         try:
-            client = _secret_manager_client(self._emulator_host)
-            response = client.access_secret_version(
+            response = self._client().access_secret_version(
                 request={"name": self._version_name}, retry=retry, timeout=_RPC_TIMEOUT_S
             )
         except Exception as exc:  # noqa: BLE001 - every client error is classified once, here
@@ -172,19 +165,22 @@ class SecretManagerSource:
         return SecretPayload(data, response.name or None)
 
 
-def secret_manager_source(name: str, settings: Settings, variable: str) -> SecretManagerSource:
+def secret_manager_source(
+    name: str, settings: Settings, variable: str, client: ClientFactory
+) -> SecretManagerSource:
     """The Secret Manager version `name` (the value of setting `variable`) resolves to."""
-    version = resolve_secret_version(name, settings.google_cloud_project, variable)
-    return SecretManagerSource(version, settings.secret_manager_emulator_host)
+    return SecretManagerSource(
+        resolve_secret_version(name, settings.google_cloud_project, variable), client
+    )
 
 
-def source_for(settings: Settings) -> SecretSource:
+def source_for(settings: Settings, client: ClientFactory) -> SecretSource:
     """Where the SMTP profile comes from: SMTP_SECRET_FILE (local) or SMTP_SECRET."""
     if settings.smtp_secret_file:
         return FileSecretSource(settings.smtp_secret_file)
     if not settings.smtp_secret:
         raise ConfigurationError("set SMTP_SECRET (or SMTP_SECRET_FILE for local runs)")
-    return secret_manager_source(settings.smtp_secret, settings, "SMTP_SECRET")
+    return secret_manager_source(settings.smtp_secret, settings, "SMTP_SECRET", client)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,10 +198,12 @@ class ProfileStore:
         self,
         source: SecretSource,
         ttl_s: float,
+        fallback: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._source = source
         self._ttl_s = ttl_s
+        self._fallback = dict(fallback or {})  # for a bare-password payload
         self._clock = clock
         self._lock = threading.Lock()
         self._current: LoadedProfile | None = None
@@ -234,35 +232,7 @@ class ProfileStore:
 
     def _load(self) -> LoadedProfile:
         payload = self._source.read()
-        loaded = LoadedProfile(parse_profile(payload.data), payload.fingerprint)
+        loaded = LoadedProfile(parse_profile(payload.data, self._fallback), payload.fingerprint)
         self._current, self._loaded_at = loaded, self._clock()
         logs.secret_read(source=self._source.label, version=payload.version)
         return loaded
-
-
-_stores: dict[tuple[str | float | None, ...], ProfileStore] = {}
-_stores_lock = threading.Lock()
-
-
-def profile_store(settings: Settings) -> ProfileStore:
-    """The warm instance's store for the configured source (one per source and TTL)."""
-    key = (
-        settings.smtp_secret_file,
-        settings.smtp_secret,
-        settings.google_cloud_project,
-        settings.secret_manager_emulator_host,
-        settings.profile_cache_ttl_s,
-    )
-    with _stores_lock:
-        store = _stores.get(key)
-        if store is None:
-            store = _stores[key] = ProfileStore(source_for(settings), settings.profile_cache_ttl_s)
-        return store
-
-
-def reset() -> None:
-    """Forget cached profiles and clients (tests; a new instance starts like this)."""
-    with _stores_lock:
-        _stores.clear()
-    with _clients_lock:
-        _clients.clear()

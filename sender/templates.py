@@ -9,7 +9,6 @@ template must not reach Python internals), html is autoescaped, and an undefined
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
-from sender.outcome import FieldProblem, InvalidRequest
+from sender.errors import FieldProblem, InvalidRequestError
 
 BUILTIN_DIR = Path(__file__).with_name("templates")
 _PARTS = {"subject": "subject.txt", "text": "text.txt", "html": "html.html"}
@@ -30,8 +29,8 @@ class Rendered:
     html: str | None
 
 
-@functools.lru_cache(maxsize=8)
-def _environment(user_dir: str | None) -> SandboxedEnvironment:
+def new_environment(user_dir: str | None) -> SandboxedEnvironment:
+    """The sandboxed Jinja2 environment for `TEMPLATES_DIR` (`sender.instance` keeps one)."""
     search_path = [user_dir, str(BUILTIN_DIR)] if user_dir else [str(BUILTIN_DIR)]
     return SandboxedEnvironment(
         loader=jinja2.FileSystemLoader(search_path),
@@ -51,29 +50,26 @@ def _render_part(env: SandboxedEnvironment, name: str, data: dict[str, Any]) -> 
         # One positional dict, not **data: a key named `self` must not collide with render().
         return template.render(data)
     except jinja2.UndefinedError as exc:
-        raise InvalidRequest.one("data", f"template variable missing: {exc.message}") from None
+        raise InvalidRequestError.one("data", f"template variable missing: {exc.message}") from None
     except jinja2.TemplateError as exc:
-        raise InvalidRequest.one("template", f"template failed to render: {exc.message}") from None
+        raise InvalidRequestError.one(
+            "template", f"template failed to render: {exc.message}"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - see below
         # Data of the wrong shape (a string where a dict was expected) fails inside filters. It is
         # the caller's data, so a 400, naming only the exception type (its text may quote data).
         template_name = name.split("/", 1)[0]
-        raise InvalidRequest.one(
+        raise InvalidRequestError.one(
             "data", f"does not fit template {template_name!r} ({type(exc).__name__})"
         ) from None
 
 
-def render(name: str, data: dict[str, Any], user_dir: str | None) -> Rendered:
-    env = _environment(user_dir)
+def render(env: SandboxedEnvironment, name: str, data: dict[str, Any]) -> Rendered:
+    """Render template `name` with `data`; a 400 naming the template or variable on failure."""
     parts = {key: _render_part(env, f"{name}/{file}", data) for key, file in _PARTS.items()}
     if all(value is None for value in parts.values()):
-        raise InvalidRequest([FieldProblem("template", f"unknown template {name!r}")])
+        raise InvalidRequestError([FieldProblem("template", f"unknown template {name!r}")])
     subject = parts["subject"]
     # A subject is one header line, whatever the template's whitespace.
     subject = " ".join(subject.split()) if subject is not None else None
     return Rendered(subject=subject, text=parts["text"], html=parts["html"])
-
-
-def reset() -> None:
-    """Forget compiled templates (tests; a new instance starts like this)."""
-    _environment.cache_clear()

@@ -3,8 +3,8 @@
 Rules this module keeps, whatever the profile says:
 - certificates are always verified (system roots plus `SMTP_CA_FILE`), hostname included;
 - credentials go only over a socket that *is* TLS (the socket is checked, not the setting);
-- every network step is bounded by `SMTP_TIMEOUT_S`, and the whole session by a deadline, so the
-  function never hangs past its own timeout;
+- every network step is bounded by `SMTP_TIMEOUT_S`, and the whole session by a deadline
+  (`sender.deadline`), so the function never hangs past its own timeout;
 - AUTH PLAIN/LOGIN encode the username and password as UTF-8 (RFC 4616): `smtplib.login()`
   raises UnicodeEncodeError on a non-ASCII password, so the exchange is done here.
 """
@@ -18,76 +18,38 @@ import smtplib
 import socket
 import ssl
 import threading
-import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from sender.outcome import ConfigurationError, Refusal, TlsError, TransientError, refusals_from
+from sender.deadline import Deadline
+from sender.errors import ConfigurationError, TlsError, TransientError
+from sender.mime import Envelope
+from sender.outcome import Refusal, refusals_from
 from sender.profile import SmtpProfile
 
 
-@dataclass(frozen=True, slots=True)
-class Envelope:
-    """What SMTP needs besides the message bytes: MAIL FROM and RCPT TO addresses (ASCII)."""
+def new_tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """A verifying client context: system roots plus the optional extra CA.
 
-    mail_from: str
-    recipients: list[str]
-
-
-_contexts: dict[tuple[str | None, float], ssl.SSLContext] = {}
-_contexts_lock = threading.Lock()
-
-
-def tls_context(ca_file: str | None) -> ssl.SSLContext:
-    """A verifying client context: system roots plus the optional extra CA. Cached per file."""
-    mtime = 0.0
+    Certificates and host names are always checked; `sender.instance` keeps one per CA file."""
+    context = ssl.create_default_context()  # CERT_REQUIRED + check_hostname
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
     if ca_file:
         try:
-            mtime = Path(ca_file).stat().st_mtime
-        except OSError:
-            raise ConfigurationError(f"SMTP_CA_FILE {ca_file} cannot be read") from None
-    key = (ca_file, mtime)
-    with _contexts_lock:
-        context = _contexts.get(key)
-        if context is None:
-            context = ssl.create_default_context()  # CERT_REQUIRED + check_hostname
-            context.minimum_version = ssl.TLSVersion.TLSv1_2
-            if ca_file:
-                try:
-                    context.load_verify_locations(cafile=ca_file)
-                except (OSError, ssl.SSLError):
-                    raise ConfigurationError(
-                        f"SMTP_CA_FILE {ca_file} is not a PEM CA bundle"
-                    ) from None
-            _contexts[key] = context
-        return context
+            context.load_verify_locations(cafile=ca_file)
+        except (OSError, ssl.SSLError):
+            raise ConfigurationError(f"SMTP_CA_FILE {ca_file} is not a PEM CA bundle") from None
+    return context
 
 
-class Deadline:
-    """One absolute deadline for everything a send does (both attempts of a rotation retry).
+def session_deadline_error() -> TransientError:
+    """What running out of `SEND_DEADLINE_S` is: transient (a later delivery may be faster)."""
+    return TransientError("the SMTP session ran past its deadline")
 
-    `step()` bounds one network operation by `SMTP_TIMEOUT_S` and by what is left; `send` also
-    runs a `_Watchdog` that shuts the socket down when the deadline passes, because a server that
-    drips one byte per second never trips a per-read timeout.
-    """
 
-    def __init__(self, total_s: float, step_s: float) -> None:
-        self._ends_at = time.monotonic() + total_s
-        self._step_s = step_s
-
-    def remaining(self) -> float:
-        return self._ends_at - time.monotonic()
-
-    def step(self) -> float:
-        remaining = self.remaining()
-        if remaining <= 0:
-            raise TransientError("the SMTP session ran past its deadline")
-        return min(self._step_s, remaining)
-
-    def arm(self, client: smtplib.SMTP) -> None:
-        if client.sock is not None:
-            client.sock.settimeout(self.step())
+def _arm(client: smtplib.SMTP, deadline: Deadline) -> None:
+    """Bound the socket's next blocking operation by the step timeout and the deadline."""
+    if client.sock is not None:
+        client.sock.settimeout(deadline.budget())
 
 
 def _resolve(host: str, port: int, timeout: float) -> list[tuple[Any, ...]]:
@@ -141,7 +103,7 @@ class _Watchdog:
     def __init__(self, client: smtplib.SMTP, deadline: Deadline) -> None:
         self.fired = False
         self._client = client
-        self._timer = threading.Timer(max(deadline.remaining(), 0.0), self._fire)
+        self._timer = threading.Timer(max(deadline.left(), 0.0), self._fire)
         self._timer.daemon = True
 
     def _fire(self) -> None:
@@ -197,16 +159,16 @@ def _open(
     client: smtplib.SMTP, profile: SmtpProfile, context: ssl.SSLContext, deadline: Deadline
 ) -> None:
     """Connect, EHLO and (for starttls) upgrade; raises before anything is sent if TLS fails."""
-    client.timeout = deadline.step()
+    client.timeout = deadline.budget()
     client.connect(profile.host, profile.port)
-    deadline.arm(client)
+    _arm(client, deadline)
     client.ehlo()
     if profile.security == "starttls":
         if not client.has_extn("starttls"):
             raise TlsError("the SMTP server does not offer STARTTLS; nothing was sent")
-        deadline.arm(client)
+        _arm(client, deadline)
         client.starttls(context=context)
-        deadline.arm(client)
+        _arm(client, deadline)
         client.ehlo()
 
 
@@ -215,16 +177,18 @@ def send(
     envelope: Envelope,
     message: bytes,
     *,
-    ca_file: str | None,
+    context: ssl.SSLContext,
     deadline: Deadline,
 ) -> dict[str, Refusal]:
     """Send one message; return the recipients the server refused (empty when all accepted).
 
-    Raises smtplib/socket/ssl exceptions (classified by `outcome.classify`) or a `SendError`.
+    `deadline` (`SEND_DEADLINE_S`, steps capped at `SMTP_TIMEOUT_S`) bounds every network step,
+    and a `_Watchdog` shuts the socket down when it passes, because a server that drips one byte
+    per second never trips a per-read timeout. Raises smtplib/socket/ssl exceptions (classified
+    by `sender.classify`) or a `SendError`.
     """
     if profile.username and profile.security == "none":
         raise ConfigurationError("credentials are never sent without TLS: use ssl or starttls")
-    context = tls_context(ca_file)
     # gethostname() needs no DNS, unlike smtplib's default getfqdn(), which can stall.
     ehlo_name = socket.gethostname() or "localhost"
     client: smtplib.SMTP
@@ -236,14 +200,14 @@ def send(
         try:
             _open(client, profile, context, deadline)
             if profile.username and profile.password is not None:
-                deadline.arm(client)
+                _arm(client, deadline)
                 _authenticate(client, profile.username, profile.password)
-            deadline.arm(client)
+            _arm(client, deadline)
             refused = client.sendmail(envelope.mail_from, envelope.recipients, message)
         except BaseException:
             client.close()
             if watchdog.fired:
-                raise TransientError("the SMTP session ran past its deadline") from None
+                raise deadline.error() from None
             raise
     try:  # the server has accepted the message: a failing QUIT must not turn it into an error
         client.timeout = 2.0
@@ -253,9 +217,3 @@ def send(
     except (smtplib.SMTPException, OSError):
         client.close()
     return refusals_from(refused)
-
-
-def reset() -> None:
-    """Forget cached TLS contexts (tests; a new instance starts like this)."""
-    with _contexts_lock:
-        _contexts.clear()

@@ -22,25 +22,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from sender.config import Settings
-from sender.outcome import ConfigurationError
-from sender.secrets import (
-    FileSecretSource,
-    SecretSource,
-    secret_manager_source,
-)
+from sender.errors import ConfigurationError, WebhookForbiddenError, WebhookUnauthorizedError
+from sender.secrets import ClientFactory, FileSecretSource, SecretSource, secret_manager_source
 
 SIGNATURE_HEADERS = ("X-Signature-256", "X-Hub-Signature-256")
 TOKEN_HEADER = "X-Webhook-Token"  # noqa: S105 - a header name, not a secret
 _CACHE_TTL_S = 300.0
 _REREAD_INTERVAL_S = 30.0
-
-
-class WebhookUnauthorized(Exception):
-    """The request carries no webhook credential (401)."""
-
-
-class WebhookForbidden(Exception):
-    """The request's webhook credential is wrong (403)."""
 
 
 @dataclass(slots=True)
@@ -107,42 +95,24 @@ def _matches(token: bytes, headers: Mapping[str, str], body: bytes) -> bool | No
 
 
 def verify(store: TokenStore, headers: Mapping[str, str], body: bytes) -> None:
-    """Raise WebhookUnauthorized / WebhookForbidden unless the request is authentic."""
+    """Raise WebhookUnauthorizedError / WebhookForbiddenError unless the request is authentic."""
     verdict = _matches(store.current(), headers, body)
     if verdict is None:
-        raise WebhookUnauthorized
+        raise WebhookUnauthorizedError
     if verdict:
         return
     fresh = store.refreshed()
     if fresh is None or not _matches(fresh, headers, body):
-        raise WebhookForbidden
+        raise WebhookForbiddenError
 
 
-_stores: dict[tuple[str | None, ...], TokenStore] = {}
-_stores_lock = threading.Lock()
-
-
-def token_store(settings: Settings) -> TokenStore | None:
-    """The instance's token store, or None when no webhook credential is configured."""
+def token_source(settings: Settings, client: ClientFactory) -> SecretSource | None:
+    """Where the webhook token comes from, or None when no webhook credential is configured."""
     if not settings.webhook_secret:
         return None
-    key = (settings.webhook_secret, settings.google_cloud_project,
-           settings.secret_manager_emulator_host)  # fmt: skip
-    with _stores_lock:
-        store = _stores.get(key)
-        if store is None:
-            source: SecretSource
-            if settings.webhook_secret.startswith("file:"):
-                # Local runs: WEBHOOK_SECRET=file:/path/to/token
-                source = FileSecretSource(
-                    settings.webhook_secret.removeprefix("file:"), variable="WEBHOOK_SECRET"
-                )
-            else:
-                source = secret_manager_source(settings.webhook_secret, settings, "WEBHOOK_SECRET")
-            store = _stores[key] = TokenStore(source)
-        return store
-
-
-def reset() -> None:
-    with _stores_lock:
-        _stores.clear()
+    if settings.webhook_secret.startswith("file:"):
+        # Local runs: WEBHOOK_SECRET=file:/path/to/token
+        return FileSecretSource(
+            settings.webhook_secret.removeprefix("file:"), variable="WEBHOOK_SECRET"
+        )
+    return secret_manager_source(settings.webhook_secret, settings, "WEBHOOK_SECRET", client)

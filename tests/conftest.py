@@ -17,7 +17,7 @@ Fixtures (stable names; other tiers may use them):
   tests that need a working setup and change only what they are about.
 - ``http_client`` / ``event_client``: Flask test clients of ``send_http`` / ``send_pubsub`` built
   by ``functions_framework.create_app`` from ``main.py``.
-- autouse: ``sender.service.reset()`` before and after every test (warm-instance state).
+- autouse: ``sender.instance.reset()`` before and after every test (warm-instance state).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from sender.config import variable_names
 from tests.support.certs import CertBundle, make_ca, make_untrusted_ca
 from tests.support.constants import CANARY_PASSWORD, SMTP_USER
 from tests.support.env import SenderEnv, function_env
@@ -35,27 +36,6 @@ from tests.support.ff_process import MAIN_PY
 from tests.support.loopback import OFFLINE_ENV
 from tests.support.secret_manager_stub import SecretManagerStub
 from tests.support.smtp_server import SmtpMode, SmtpTestServer
-
-# Variables a developer's shell could hold that would change what the function does.
-_CLEARED_VARS = (
-    "SMTP_SECRET_FILE",
-    "SMTP_HOST",
-    "SMTP_PORT",
-    "SMTP_USERNAME",
-    "SMTP_SECURITY",
-    "SMTP_FROM",
-    "ALLOWED_RECIPIENTS",
-    "ALLOWED_SENDERS",
-    "MAX_RECIPIENTS",
-    "MAX_MESSAGE_BYTES",
-    "MAX_EVENT_AGE_S",
-    "IDEMPOTENCY_STORE",
-    "FIRESTORE_EMULATOR_HOST",
-    "WEBHOOK_SECRET",
-    "TEMPLATES_DIR",
-    "GOOGLE_APPLICATION_CREDENTIALS",
-    "SMTP_PROFILE_CACHE_TTL_S",
-)
 
 
 @pytest.fixture(scope="session")
@@ -108,7 +88,7 @@ def sender_env(
     tmp_path: Path,
 ) -> SenderEnv:
     """Environment wired to the Secret Manager stub and the test CA (no profile stored yet)."""
-    for name in _CLEARED_VARS:
+    for name in variable_names():
         monkeypatch.delenv(name, raising=False)
     env = SenderEnv(monkeypatch, secret_manager, test_ca)
     env.set(
@@ -130,11 +110,9 @@ def server(smtp_ssl: SmtpTestServer, sender_env: SenderEnv) -> SmtpTestServer:
 
 
 def _reset_sender() -> None:
-    try:
-        from sender import service
-    except ImportError:  # the core is not there yet: nothing to reset
-        return
-    service.reset()
+    from sender import instance
+
+    instance.reset()
 
 
 @pytest.fixture(autouse=True)

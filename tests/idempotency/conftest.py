@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
-from sender.ledger import Ledger, MemoryLedger
+from sender.ledger import Ledger
+from sender.ledger_memory import MemoryLedger
 from tests.emulators.fixtures import (
     firestore_emulator,
     pubsub_emulator,
@@ -63,7 +64,7 @@ def make_ledger(request: pytest.FixtureRequest, clock: FakeClock) -> LedgerFacto
     Firestore ledger gets its own client on a collection unique to the test.
     """
     if request.param == "memory":
-        shared = MemoryLedger(lease_s=LEASE_S, ttl_s=TTL_S, clock=clock)
+        shared = MemoryLedger(max_entries=1_000, lease_s=LEASE_S, ttl_s=TTL_S, clock=clock)
         return lambda: shared
     request.getfixturevalue("firestore_env")
     from sender.ledger_firestore import FirestoreLedger

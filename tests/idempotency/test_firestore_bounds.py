@@ -16,9 +16,9 @@ from typing import Any, Self, TypeVar
 import grpc
 import pytest
 
+from sender.errors import LedgerUnavailableError
 from sender.ledger import Claim
 from sender.ledger_firestore import FirestoreLedger
-from sender.outcome import LedgerUnavailableError
 from tests.idempotency.conftest import LEASE_S
 from tests.support.lifecycle import StartStop
 
@@ -152,7 +152,7 @@ def key_known_then_silent(monkeypatch: pytest.MonkeyPatch) -> Iterator[ExistsThe
 
 def _ledger() -> FirestoreLedger:
     """A ledger on the fake Firestore the fixture put in this process's environment."""
-    return FirestoreLedger(collection="hung", project="demo-test", lease_s=LEASE_S)
+    return FirestoreLedger(collection="hung", project="demo-test", lease_s=LEASE_S, ttl_s=3_600)
 
 
 def test_claim_on_a_firestore_that_never_answers_fails_in_bounded_time(

@@ -73,7 +73,9 @@ def start_function(shared_env: dict[str, str], tmp_path: Path) -> Iterator[Start
 
 def seed_ledger(collection: str, *, clock: Callable[[], float] = time.time) -> FirestoreLedger:
     """Another instance's view of the shared ledger (same project and collection)."""
-    return FirestoreLedger(collection=collection, project=PROJECT, lease_s=LEASE_S, clock=clock)
+    return FirestoreLedger(
+        collection=collection, project=PROJECT, lease_s=LEASE_S, ttl_s=7 * 86_400, clock=clock
+    )
 
 
 def test_two_instances_receiving_one_event_at_once_send_one_email(

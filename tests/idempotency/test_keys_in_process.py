@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from sender import service
+from sender import instance
 from sender.config import Settings
-from sender.ledger import Claimed, build_ledger
+from sender.ledger import Claimed
 from tests.idempotency.conftest import FakeClock
 from tests.support import pubsub
 from tests.support.checks import assert_nothing_sent, log_records
@@ -59,7 +59,7 @@ def test_message_id_follows_the_key_and_the_message(
 
     # A new instance whose memory ledger never heard of k-a sends it again (the memory store's
     # limit), but with the same Message-ID: mailboxes that deduplicate show one email.
-    service.reset()
+    instance.reset()
     a_again = http_client.post("/", json={**MESSAGE, "idempotency_key": "k-a"}).get_json()
     b = http_client.post("/", json={**MESSAGE, "idempotency_key": "k-b"}).get_json()
     assert a_again["status"] == b["status"] == "sent"
@@ -74,7 +74,8 @@ def service_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     """The clock of every ledger the service builds from here on (expiry without sleeping)."""
     fake = FakeClock()
     fake.now = time.time()  # starts at the real time, like the clock it stands in for
-    monkeypatch.setattr(service, "build_ledger", lambda config: build_ledger(config, clock=fake))
+    factory = instance.new_ledger
+    monkeypatch.setattr(instance, "new_ledger", lambda settings: factory(settings, clock=fake))
     return fake
 
 
@@ -113,7 +114,7 @@ def test_takeover_of_a_crashed_attempt_resends_with_the_same_message_id(
     monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    ledger = service.current_ledger(Settings.from_env())
+    ledger = instance.ledger(Settings.from_env())
     recorded = ledger.record_progress
 
     def crash_once(*args: Any, **kwargs: Any) -> Any:
@@ -137,7 +138,7 @@ def test_takeover_of_a_crashed_attempt_resends_with_the_same_message_id(
 def test_http_request_while_another_holds_the_key_is_503_with_retry_after(
     http_client: Any, server: SmtpTestServer
 ) -> None:
-    holder = service.current_ledger(Settings.from_env()).claim("http:busy-1")
+    holder = instance.ledger(Settings.from_env()).claim("http:busy-1")
     assert isinstance(holder, Claimed)
 
     resp = http_client.post("/", json={**MESSAGE, "idempotency_key": "busy-1"})

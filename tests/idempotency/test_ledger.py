@@ -7,7 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from sender.ledger import Busy, Claim, Claimed, ClaimResult, Duplicate, Ledger, MemoryLedger
+from sender.ledger import Busy, Claim, Claimed, ClaimResult, Duplicate, Ledger
+from sender.ledger_memory import MemoryLedger
 from sender.outcome import Refusal
 from tests.idempotency.conftest import LEASE_S, TTL_S, FakeClock, LedgerFactory
 from tests.support.loopback import free_port
@@ -225,11 +226,11 @@ def test_firestore_record_carries_expire_at_for_the_ttl_policy(clock: FakeClock)
 def test_unreachable_firestore_is_a_transient_error(
     firestore_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from sender.errors import LedgerUnavailableError
     from sender.ledger_firestore import FirestoreLedger
-    from sender.outcome import LedgerUnavailableError
 
     monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", f"127.0.0.1:{free_port()}")  # nobody listens
-    ledger = FirestoreLedger(collection="down", lease_s=LEASE_S, timeout_s=1.0)
+    ledger = FirestoreLedger(collection="down", lease_s=LEASE_S, ttl_s=TTL_S, timeout_s=1.0)
     with pytest.raises(LedgerUnavailableError) as caught:
         ledger.claim("event-1")
     assert caught.value.http_status == 503

@@ -9,8 +9,8 @@ import pytest
 
 from sender.alertmanager import to_request
 from sender.config import Settings
-from sender.outcome import InvalidRequest
-from sender.service import resolve_content
+from sender.errors import InvalidRequestError
+from sender.send import resolve_content
 
 PAYLOAD: dict[str, Any] = {
     "version": "4",
@@ -43,7 +43,7 @@ PAYLOAD: dict[str, Any] = {
 
 def test_firing_group_renders_subject_text_and_escaped_html() -> None:
     request = to_request(PAYLOAD, ["ops@example.com"])
-    content = resolve_content(request, Settings())
+    content = resolve_content(request, Settings.defaults())
     assert content.subject == "[FIRING:1] DiskFull instance=db-1"
     assert content.text is not None
     assert "Disk 91% on db-1 <var>" in content.text
@@ -56,12 +56,12 @@ def test_firing_group_renders_subject_text_and_escaped_html() -> None:
 def test_resolved_subject() -> None:
     payload = copy.deepcopy(PAYLOAD)
     payload["status"] = "resolved"
-    content = resolve_content(to_request(payload, ["ops@example.com"]), Settings())
+    content = resolve_content(to_request(payload, ["ops@example.com"]), Settings.defaults())
     assert content.subject == "[RESOLVED] DiskFull instance=db-1"
 
 
 def test_recipients_required() -> None:
-    with pytest.raises(InvalidRequest) as caught:
+    with pytest.raises(InvalidRequestError) as caught:
         to_request(PAYLOAD, [])
     assert caught.value.problems[0].field == "to"
 
@@ -75,12 +75,12 @@ def test_recipients_required() -> None:
     ],
 )
 def test_malformed_payload_names_the_field(change: dict[str, Any], field: str) -> None:
-    with pytest.raises(InvalidRequest) as caught:
+    with pytest.raises(InvalidRequestError) as caught:
         to_request({**PAYLOAD, **change}, ["ops@example.com"])
     assert field in {p.field for p in caught.value.problems}
 
 
 def test_recipient_addresses_are_validated() -> None:
-    with pytest.raises(InvalidRequest) as caught:
+    with pytest.raises(InvalidRequestError) as caught:
         to_request(PAYLOAD, ["not-an-address"])
     assert caught.value.problems[0].field == "to[0]"

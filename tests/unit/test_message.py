@@ -7,14 +7,14 @@ from typing import Any
 
 import pytest
 
+from sender.errors import InvalidRequestError
 from sender.message import parse_request
-from sender.outcome import InvalidRequest
 
 VALID: dict[str, Any] = {"to": "ops@example.com", "subject": "Disk 91%", "text": "db-1 is full"}
 
 
 def problems(data: Any) -> dict[str, str]:
-    with pytest.raises(InvalidRequest) as caught:
+    with pytest.raises(InvalidRequestError) as caught:
         parse_request(data)
     return {p.field: p.problem for p in caught.value.problems}
 
@@ -24,7 +24,7 @@ def test_minimal_request() -> None:
     assert [m.addr_spec for m in request.to] == ["ops@example.com"]
     assert request.cc == []
     assert request.bcc == []
-    assert request.sender is None
+    assert request.from_address is None
 
 
 def test_recipients_deduplicated_across_to_cc_bcc() -> None:

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from sender.addresses import parse_mailbox
+from sender.errors import InvalidRequestError, MessageTooLargeError
 from sender.message import parse_request
 from sender.mime import Content, _serialise, build_message, make_message_id
-from sender.outcome import InvalidRequest, MessageTooLarge
 
 SENDER = parse_mailbox("경보 시스템 <alerts@example.com>")
 
@@ -22,7 +22,7 @@ def build(data: dict[str, Any], **kwargs: Any) -> tuple[EmailMessage, Any]:
     request = parse_request(data)
     content = Content(request.subject or "", request.text, request.html)
     built = build_message(
-        request, content, SENDER, idempotency_key=kwargs.pop("key", None), max_bytes=10**7, **kwargs
+        request, content, SENDER, seed=kwargs.pop("key", None), max_bytes=10**7, **kwargs
     )
     parsed = email.message_from_bytes(built.data, policy=policy.default)
     assert isinstance(parsed, EmailMessage)
@@ -113,10 +113,8 @@ def test_message_id_is_deterministic_with_a_key() -> None:
 
 def test_built_message_over_the_limit() -> None:
     request = parse_request({"to": "a@example.com", "subject": "s", "text": "x" * 5000})
-    with pytest.raises(MessageTooLarge):
-        build_message(
-            request, Content("s", "x" * 5000, None), SENDER, idempotency_key=None, max_bytes=2000
-        )
+    with pytest.raises(MessageTooLargeError):
+        build_message(request, Content("s", "x" * 5000, None), SENDER, seed=None, max_bytes=2000)
 
 
 @pytest.mark.parametrize(
@@ -142,7 +140,7 @@ def test_a_header_that_would_split_on_the_wire_is_never_sent() -> None:
     message["Subject"] = "s"
     message.set_raw("X-Ticket", "42\r\nFrom: CEO <ceo@bank.example>")
     message.set_content("t")
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(InvalidRequestError):
         _serialise(message)
 
 

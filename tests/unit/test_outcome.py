@@ -8,16 +8,16 @@ import ssl
 
 import pytest
 
-from sender.outcome import (
+from sender.classify import classify
+from sender.errors import (
     AuthenticationError,
     ConfigurationError,
     Disposition,
-    InvalidRequest,
+    InvalidRequestError,
     RejectedError,
     SendError,
     TlsError,
     TransientError,
-    classify,
 )
 
 
@@ -71,7 +71,7 @@ def test_pubsub_disposition() -> None:
     assert ConfigurationError("x").redeliver
     assert AuthenticationError("x").redeliver
     assert not RejectedError("x").redeliver
-    assert not InvalidRequest.one("to", "bad").redeliver
+    assert not InvalidRequestError.one("to", "bad").redeliver
     assert ConfigurationError("x").disposition is Disposition.MISCONFIGURED
 
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from sender.outcome import ConfigurationError
+from sender.config import Settings
+from sender.errors import ConfigurationError
 from sender.profile import parse_profile
 
 SECRET = "Canary-Pässwort-ß-🔑-7731"
@@ -53,9 +54,14 @@ def test_username_is_the_sender_when_it_is_an_address() -> None:
     assert apikey.default_sender() is None
 
 
+def fallback(env: dict[str, str]) -> dict[str, str]:
+    """The bare-password fields as the function reads them from `env`."""
+    return Settings.from_env(env).bare_password_profile()
+
+
 def test_bare_password_takes_the_rest_from_the_environment() -> None:
     env = {"SMTP_HOST": "smtp.example.com", "SMTP_PORT": "587", "SMTP_USERNAME": "me@example.com"}
-    profile = parse_profile((SECRET + "\n").encode(), env)
+    profile = parse_profile((SECRET + "\n").encode(), fallback(env))
     assert profile.password == SECRET  # one trailing newline stripped
     assert (profile.host, profile.port, profile.security) == ("smtp.example.com", 587, "starttls")
 
@@ -83,7 +89,7 @@ def test_malformed_profiles_are_configuration_errors(raw: bytes) -> None:
 
 def test_bare_password_without_username_is_misconfigured() -> None:
     with pytest.raises(ConfigurationError, match="SMTP_USERNAME"):
-        parse_profile(SECRET.encode(), {"SMTP_HOST": "smtp.example.com"})
+        parse_profile(SECRET.encode(), fallback({"SMTP_HOST": "smtp.example.com"}))
 
 
 def test_security_none_allowed_on_loopback() -> None:

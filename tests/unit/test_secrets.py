@@ -7,7 +7,7 @@ import json
 import pytest
 
 from sender.config import Settings
-from sender.outcome import ConfigurationError
+from sender.errors import ConfigurationError
 from sender.secrets import ProfileStore, resolve_secret_version
 from tests.unit.fakes import FakeClock, FakeSecretSource
 

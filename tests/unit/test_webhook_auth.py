@@ -7,7 +7,8 @@ import hmac
 
 import pytest
 
-from sender.webhook_auth import TokenStore, WebhookForbidden, WebhookUnauthorized, verify
+from sender.errors import WebhookForbiddenError, WebhookUnauthorizedError
+from sender.webhook_auth import TokenStore, verify
 from tests.unit.fakes import FakeClock, FakeSecretSource
 
 BODY = b'{"to": "ops@example.com"}'
@@ -48,9 +49,9 @@ def test_accepted(store: TokenStore, headers: dict[str, str]) -> None:
 
 
 def test_missing_credential_is_401(store: TokenStore) -> None:
-    with pytest.raises(WebhookUnauthorized):
+    with pytest.raises(WebhookUnauthorizedError):
         verify(store, {}, BODY)
-    with pytest.raises(WebhookUnauthorized):
+    with pytest.raises(WebhookUnauthorizedError):
         verify(store, {"Authorization": "Basic abc"}, BODY)
 
 
@@ -63,7 +64,7 @@ def test_missing_credential_is_401(store: TokenStore) -> None:
     ],
 )
 def test_wrong_credential_is_403(store: TokenStore, headers: dict[str, str]) -> None:
-    with pytest.raises(WebhookForbidden):
+    with pytest.raises(WebhookForbiddenError):
         verify(store, headers, BODY)
 
 
@@ -76,6 +77,6 @@ def test_rotated_token_is_picked_up_without_hammering_the_secret(
     verify(store, {"X-Webhook-Token": "rotated-token"}, BODY)
     assert source.reads == 2
     for _ in range(20):  # a burst of bad requests re-reads nothing
-        with pytest.raises(WebhookForbidden):
+        with pytest.raises(WebhookForbiddenError):
             verify(store, {"X-Webhook-Token": "guess"}, BODY)
     assert source.reads == 2

@@ -1,0 +1,51 @@
+"""`Deadline`: one absolute time budget shared by every step of a piece of work.
+
+A send has one (`SEND_DEADLINE_S`: secret read, SMTP session, a rotation retry); each Firestore
+ledger operation has its own. Whoever creates a deadline says which error its expiry is, so a
+step that finds no time left raises what that piece of work means by "too late".
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from sender.errors import SendError
+
+
+class Deadline:
+    """Ends `total_s` seconds after creation.
+
+    `left()` is the plain number of seconds still available (zero or negative once passed);
+    `budget()` is what the next blocking step may use: at most `step_s` (when given) and at most
+    what is left, raising the deadline's own error when nothing is left.
+    """
+
+    def __init__(
+        self,
+        total_s: float,
+        *,
+        expired: Callable[[], SendError],
+        step_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.total_s = total_s
+        self._clock = clock
+        self._ends_at = clock() + total_s
+        self._expired = expired
+        self._step_s = step_s
+
+    def left(self) -> float:
+        return self._ends_at - self._clock()
+
+    def budget(self, cap: float | None = None) -> float:
+        """Seconds for the next step; raises the deadline's error when none are left."""
+        left = self.left()
+        if left <= 0:
+            raise self._expired()
+        limits = [left] + [c for c in (cap, self._step_s) if c is not None]
+        return min(limits)
+
+    def error(self) -> SendError:
+        """The error this deadline's expiry is (for code that notices it by other means)."""
+        return self._expired()

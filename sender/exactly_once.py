@@ -1,0 +1,124 @@
+"""Exactly one email per idempotency key, however often a request is delivered.
+
+`send_once` wraps the send path (`sender.send`) in the idempotency ledger (`sender.ledger`):
+it claims the key, sends only if nobody sent it before, sends only to the recipients still owed
+after a partial send, and records what happened for the next delivery of the same key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sender import instance, logs
+from sender.config import Settings
+from sender.errors import ClaimBusyError, SendError
+from sender.ledger import Busy, Claim, Duplicate, Ledger
+from sender.message import EmailRequest
+from sender.mime import message_id_seed
+from sender.outcome import Refusal, SendResult, split_refusals
+from sender.send import send_email
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What one delivery of a keyed request came to, over every attempt made for its key."""
+
+    # Accepted by any attempt; refused for good by any attempt, plus this attempt's deferrals.
+    result: SendResult
+    duplicate: bool = False
+    # Recipients deferred with a 4xx that a later delivery (same key) will send to, and only them.
+    owed: tuple[str, ...] = ()
+
+
+def send_once(request: EmailRequest, settings: Settings, *, ledger_key: str | None) -> Delivery:
+    """Send `request` unless `ledger_key` was sent before; raise a `SendError` on failure.
+
+    `ledger_key` is namespaced by trigger so that an HTTP caller's key can never collide with a
+    Pub/Sub event id; None (an HTTP request without a key) sends every time. The Message-ID is
+    derived from `ledger_key` and the message's content (`sender.mime.message_id_seed`). Raises
+    `ClaimBusyError` while another delivery of the key holds an unexpired lease.
+    """
+    if ledger_key is None:  # no key, no deduplication: every request is a new email
+        return Delivery(send_email(request, settings))
+    ledger = instance.ledger(settings)
+    answer = ledger.claim(ledger_key)
+    if isinstance(answer, Duplicate):
+        entry = answer.entry
+        previous = SendResult(entry.message_id or "", list(entry.accepted), dict(entry.refused))
+        return Delivery(previous, duplicate=True)
+    if isinstance(answer, Busy):
+        raise ClaimBusyError(answer.retry_after_s)
+    claim = answer.claim
+    if claim.taken_over:
+        logs.claim_taken_over(attempt=claim.attempt)
+    recipients = None
+    if claim.owed is not None:
+        owed = set(claim.owed)
+        recipients = [m for m in request.recipients() if m.addr_spec in owed]
+        logs.resuming_partial_send(owed=list(claim.owed), accepted_count=len(claim.accepted))
+    seed = message_id_seed(ledger_key, request)
+    try:
+        result = send_email(request, settings, seed=seed, recipients=recipients)
+    except SendError as error:
+        if error.refused and claim.accepted:
+            # Every owed recipient was refused this time, but earlier attempts were accepted:
+            # that is progress on a partly sent message, not a failure to forget.
+            result = SendResult(claim.message_id or "", [], dict(error.refused))
+        elif all(split_refusals(error.refused)):
+            # Nothing was ever accepted, but the 5xx refusals are final: remember them, so the
+            # redelivery this (transient) error asks for goes to the 4xx recipients only.
+            _record_refusals(ledger, claim, error.refused)
+            raise
+        else:
+            _release(ledger, claim)
+            raise
+    except BaseException:
+        _release(ledger, claim)  # nothing was sent: let the next delivery try at once
+        raise
+    return _record(ledger, claim, result)
+
+
+def _record_refusals(ledger: Ledger, claim: Claim, refused: Mapping[str, Refusal]) -> None:
+    """After every recipient was refused, some for good: progress with nothing accepted."""
+    final, deferred = split_refusals(refused)
+    try:
+        ledger.record_progress(
+            claim,
+            message_id=claim.message_id or "",  # none built reached DATA; a later attempt's counts
+            accepted=[],
+            refused=final,
+            owed=list(deferred),
+        )
+    except Exception:  # noqa: BLE001 - the refusals are what the caller must hear about
+        # Not recorded: free the key at least, so the redelivery can retry (everyone) at once
+        # rather than after the lease; nothing was sent, so that repeats no email.
+        _release(ledger, claim)
+
+
+def _record(ledger: Ledger, claim: Claim, result: SendResult) -> Delivery:
+    final, deferred = split_refusals(result.refused)
+    try:
+        # Nothing deferred means nothing owed: the record is complete.
+        entry = ledger.record_progress(
+            claim,
+            message_id=result.message_id,
+            accepted=result.accepted,
+            refused=final,
+            owed=list(deferred),
+        )
+    except Exception as exc:  # noqa: BLE001 - the email went out: report it whatever the ledger did
+        # No redelivery for the deferred ones: without a record it would resend to everyone.
+        logs.sent_not_recorded(error_type=type(exc).__name__, deferred=list(deferred))
+        return Delivery(result)
+    cumulative = SendResult(
+        entry.message_id or result.message_id, list(entry.accepted), {**entry.refused, **deferred}
+    )
+    return Delivery(cumulative, owed=entry.owed or ())
+
+
+def _release(ledger: Ledger, claim: Claim) -> None:
+    try:
+        ledger.release(claim)
+    except Exception as exc:  # noqa: BLE001 - the original failure matters more; the lease expires
+        logs.claim_not_released(error_type=type(exc).__name__)

@@ -1,0 +1,153 @@
+"""Warm-instance state: everything the function keeps between requests, in one place.
+
+A Cloud Run instance serves many requests in a row; what is expensive to create (a Secret Manager
+client, a TLS context, a Firestore client) or must be shared by every request on the instance (the
+cached profile, the memory ledger) lives here and nowhere else. Each item is created on first use
+and keyed by the settings it depends on, so a changed environment variable gets a new item rather
+than a stale one; `reset()` drops everything (tests; a new instance starts like this).
+
+The modules that define these things (`secrets`, `transport`, `ledger_*`, `webhook_auth`,
+`templates`) only construct them; none of them imports this module, so dependencies point one way.
+"""
+
+from __future__ import annotations
+
+import functools
+import ssl
+import threading
+import time
+from collections.abc import Callable, Hashable
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+from jinja2.sandbox import SandboxedEnvironment
+
+from sender.config import Settings
+from sender.errors import ConfigurationError
+from sender.ledger import Clock, Ledger
+from sender.ledger_memory import MemoryLedger
+from sender.secrets import ProfileStore, new_secret_manager_client, source_for
+from sender.templates import new_environment
+from sender.transport import new_tls_context
+from sender.webhook_auth import TokenStore, token_source
+
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_items: dict[tuple[str, Hashable], Any] = {}
+
+
+def _get(kind: str, key: Hashable, build: Callable[[], T]) -> T:
+    """The item of `kind` for `key`, built on first use (a failed build caches nothing)."""
+    with _lock:
+        item = _items.get((kind, key))
+        if item is None:
+            item = _items[(kind, key)] = build()
+        return cast(T, item)
+
+
+def reset() -> None:
+    """Forget all warm-instance state (tests; a new instance starts like this)."""
+    with _lock:
+        _items.clear()
+
+
+def secret_manager_client(emulator_host: str | None) -> Any:
+    """One Secret Manager client per instance (per emulator host), created on first use."""
+    return _get("secret_manager_client", emulator_host,
+                lambda: new_secret_manager_client(emulator_host))  # fmt: skip
+
+
+def _client_factory(settings: Settings) -> Callable[[], Any]:
+    return functools.partial(secret_manager_client, settings.secret_manager_emulator_host)
+
+
+def profile_store(settings: Settings) -> ProfileStore:
+    """The store (cache + re-read) of the configured SMTP profile source."""
+    fallback = settings.bare_password_profile()
+    key = (
+        settings.smtp_secret_file,
+        settings.smtp_secret,
+        settings.google_cloud_project,
+        settings.secret_manager_emulator_host,
+        settings.profile_cache_ttl_s,
+        tuple(sorted(fallback.items())),
+    )
+    return _get(
+        "profile_store",
+        key,
+        lambda: ProfileStore(
+            source_for(settings, _client_factory(settings)),
+            settings.profile_cache_ttl_s,
+            fallback,
+        ),
+    )
+
+
+def tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """The verifying TLS context for `SMTP_CA_FILE`; a new one when the file changes."""
+    mtime = 0.0
+    if ca_file:
+        try:
+            mtime = Path(ca_file).stat().st_mtime
+        except OSError:
+            raise ConfigurationError(f"SMTP_CA_FILE {ca_file} cannot be read") from None
+    return _get("tls_context", (ca_file, mtime), lambda: new_tls_context(ca_file))
+
+
+def webhook_token_store(settings: Settings) -> TokenStore | None:
+    """The webhook token (cached, re-read after a mismatch), or None without `WEBHOOK_SECRET`."""
+    if not settings.webhook_secret:
+        return None
+    key = (
+        settings.webhook_secret,
+        settings.google_cloud_project,
+        settings.secret_manager_emulator_host,
+    )
+
+    def build() -> TokenStore:
+        source = token_source(settings, _client_factory(settings))
+        assert source is not None  # webhook_secret is set
+        return TokenStore(source)
+
+    return _get("webhook_token_store", key, build)
+
+
+def new_ledger(settings: Settings, *, clock: Clock = time.time) -> Ledger:
+    """The idempotency store `IDEMPOTENCY_STORE` names (the factory; backends never import it)."""
+    if settings.idempotency_store == "firestore":
+        # Imported here so google-cloud-firestore is loaded only by deployments that use it.
+        from sender.ledger_firestore import FirestoreLedger  # noqa: PLC0415
+
+        return FirestoreLedger(
+            collection=settings.idempotency_collection,
+            project=settings.google_cloud_project,
+            lease_s=settings.idempotency_lease_s,
+            ttl_s=settings.idempotency_ttl_s,
+            clock=clock,
+        )
+    return MemoryLedger(
+        max_entries=settings.idempotency_memory_max_entries,
+        lease_s=settings.idempotency_lease_s,
+        ttl_s=settings.idempotency_ttl_s,
+        clock=clock,
+    )
+
+
+def ledger(settings: Settings) -> Ledger:
+    """The instance's ledger: the memory store *is* this object; a Firestore client is reused."""
+    key = (
+        settings.idempotency_store,
+        settings.idempotency_collection,
+        settings.google_cloud_project,
+        settings.idempotency_ttl_s,
+        settings.idempotency_lease_s,
+        settings.idempotency_memory_max_entries,
+    )
+    # `new_ledger` is looked up at call time, so a test can substitute the factory (a clock).
+    return _get("ledger", key, lambda: new_ledger(settings))
+
+
+def template_environment(templates_dir: str | None) -> SandboxedEnvironment:
+    """The compiled-template environment for `TEMPLATES_DIR` (templates ship with the deploy)."""
+    return _get("template_environment", templates_dir, lambda: new_environment(templates_dir))
