@@ -16,6 +16,7 @@ from email.utils import getaddresses
 
 import idna
 
+from sender.errors import AddressError
 from sender.header_safety import unsafe_reason
 
 # Dot-atom local part (RFC 5322 3.2.3). Quoted local parts are legal but so rare in automated mail,
@@ -26,10 +27,6 @@ MAX_ADDRESS_LENGTH = 254
 # A display name is one header word sequence; beyond this it cannot always be folded under the
 # 998-character line limit, and no real name is this long.
 MAX_DISPLAY_NAME_LENGTH = 200
-
-
-class AddressError(ValueError):
-    """The text is not one valid mailbox; the message says why, without echoing secrets."""
 
 
 @dataclass(frozen=True, slots=True)

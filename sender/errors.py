@@ -195,6 +195,13 @@ class WebhookForbiddenError(SmtpSenderError):
     """The request's webhook credential is wrong (403)."""
 
 
+class AddressError(SmtpSenderError, ValueError):
+    """The text is not one valid mailbox; the message says why, without echoing secrets.
+
+    Raised while parsing; the caller turns it into the error its context means (a 400 for a
+    request field, a 500 for the profile's `from`)."""
+
+
 class RedeliveryRequestedError(SmtpSenderError):
     """Raised by the Pub/Sub trigger so that Pub/Sub delivers the event again.
 

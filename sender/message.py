@@ -25,8 +25,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from sender.addresses import AddressError, Mailbox, parse_mailbox
-from sender.errors import FieldProblem, InvalidRequestError
+from sender.addresses import Mailbox, parse_mailbox
+from sender.errors import AddressError, FieldProblem, InvalidRequestError
 from sender.header_safety import has_lone_surrogate, unsafe_reason
 
 # Headers the function writes itself, or that would change who receives the message or how it

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sender.addresses import AddressError, Mailbox, parse_mailbox
-from sender.errors import ConfigurationError
+from sender.addresses import Mailbox, parse_mailbox
+from sender.errors import AddressError, ConfigurationError
 from sender.header_safety import has_control_characters
 
 Security = Literal["ssl", "starttls", "none"]

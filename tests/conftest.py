@@ -31,6 +31,7 @@ import pytest
 from sender.config import variable_names
 from tests.support.certs import CertBundle, make_ca, make_untrusted_ca
 from tests.support.constants import CANARY_PASSWORD, SMTP_USER
+from tests.support.emulators import Emulator, run_for_session, startup_lines
 from tests.support.env import SenderEnv, function_env
 from tests.support.ff_process import MAIN_PY
 from tests.support.loopback import OFFLINE_ENV
@@ -143,3 +144,30 @@ def event_client() -> Any:
     """Flask test client of ``send_pubsub`` (CloudEvent signature)."""
     app = _create_app()(target="send_pubsub", source=str(MAIN_PY), signature_type="cloudevent")
     return app.test_client()
+
+
+# --- gcloud emulators (session-wide; skipped, or under CI=true failed, when not installed) -------
+
+
+@pytest.fixture(scope="session")
+def firestore_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    yield from run_for_session("firestore", tmp_path_factory.mktemp("firestore-emulator"))
+
+
+@pytest.fixture(scope="session")
+def pubsub_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    yield from run_for_session("pubsub", tmp_path_factory.mktemp("pubsub-emulator"))
+
+
+@pytest.fixture
+def firestore_env(firestore_emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The emulator's variables in this process's environment (the client reads them)."""
+    env = {**firestore_emulator.env(), "GOOGLE_CLOUD_PROJECT": "demo-test"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for line in startup_lines():
+        terminalreporter.write_line(line)

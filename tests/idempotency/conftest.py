@@ -1,59 +1,19 @@
-"""Fixtures for the idempotency tests: emulators, a controllable clock, ledgers of each store."""
+"""Fixtures for the idempotency tests: a controllable clock and a ledger of each store."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 
 import pytest
 
-from sender.ledger import Ledger
 from sender.ledger_memory import MemoryLedger
-from tests.emulators.fixtures import (
-    firestore_emulator,
-    pubsub_emulator,
-    report_startup_times,
-)
-from tests.emulators.gcloud import Emulator
-
-__all__ = ["firestore_emulator", "pubsub_emulator"]
-
-LEASE_S = 60.0
-TTL_S = 3_600.0
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    report_startup_times(terminalreporter)
-
-
-class FakeClock:
-    """Seconds since the epoch that move only when a test says so: expiry without sleeping."""
-
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from tests.support.fakes import FakeClock
+from tests.support.ledgers import LEASE_S, TTL_S, LedgerFactory
 
 
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
-
-
-LedgerFactory = Callable[[], Ledger]
-
-
-@pytest.fixture
-def firestore_env(firestore_emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """The emulator's variables in this process's environment (the client reads them)."""
-    env = {**firestore_emulator.env(), "GOOGLE_CLOUD_PROJECT": "demo-test"}
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return env
 
 
 @pytest.fixture(params=["memory", pytest.param("firestore", marks=pytest.mark.emulator)])

@@ -19,7 +19,7 @@ import pytest
 from sender.errors import LedgerUnavailableError
 from sender.ledger import Claim
 from sender.ledger_firestore import FirestoreLedger
-from tests.idempotency.conftest import LEASE_S
+from tests.support.ledgers import LEASE_S
 from tests.support.lifecycle import StartStop
 
 # Far above the ledger's own budget (DEFAULT_TIMEOUT_S) plus scheduling slack on a loaded 2-core

@@ -20,11 +20,10 @@ from sender.ledger import Claimed
 from sender.ledger_firestore import FirestoreLedger
 from sender.message import parse_request
 from sender.mime import make_message_id, message_id_seed
-from tests.emulators.gcloud import Emulator
-from tests.idempotency.conftest import LEASE_S
-from tests.idempotency.waiting import message_is, wait_for_log
+from tests.support.emulators import Emulator
 from tests.support.env import SenderEnv
-from tests.support.ff_process import FunctionsFrameworkProcess, HttpResult
+from tests.support.ff_process import FunctionsFrameworkProcess, HttpResult, message_is, wait_for_log
+from tests.support.ledgers import LEASE_S
 from tests.support.pubsub import PROJECT
 from tests.support.smtp_server import SmtpTestServer
 

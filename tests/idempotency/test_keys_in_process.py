@@ -10,9 +10,9 @@ import pytest
 from sender import instance
 from sender.config import Settings
 from sender.ledger import Claimed
-from tests.idempotency.conftest import FakeClock
 from tests.support import pubsub
 from tests.support.checks import assert_nothing_sent, log_records
+from tests.support.fakes import FakeClock
 from tests.support.smtp_server import SmtpTestServer
 
 MESSAGE: dict[str, Any] = {"to": "ops@example.com", "subject": "Disk 91% on db-1", "text": "t"}
@@ -72,8 +72,7 @@ def test_message_id_follows_the_key_and_the_message(
 @pytest.fixture
 def service_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     """The clock of every ledger the service builds from here on (expiry without sleeping)."""
-    fake = FakeClock()
-    fake.now = time.time()  # starts at the real time, like the clock it stands in for
+    fake = FakeClock(time.time())  # starts at the real time, like the clock it stands in for
     factory = instance.new_ledger
     monkeypatch.setattr(instance, "new_ledger", lambda settings: factory(settings, clock=fake))
     return fake

@@ -10,7 +10,8 @@ import pytest
 from sender.ledger import Busy, Claim, Claimed, ClaimResult, Duplicate, Ledger
 from sender.ledger_memory import MemoryLedger
 from sender.outcome import Refusal
-from tests.idempotency.conftest import LEASE_S, TTL_S, FakeClock, LedgerFactory
+from tests.support.fakes import FakeClock
+from tests.support.ledgers import LEASE_S, TTL_S, LedgerFactory
 from tests.support.loopback import free_port
 
 MID = "<k1@smtp-sender.test>"

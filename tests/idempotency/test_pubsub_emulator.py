@@ -14,11 +14,10 @@ import pytest
 
 from sender.message import parse_request
 from sender.mime import make_message_id, message_id_seed
-from tests.emulators.gcloud import Emulator
-from tests.idempotency.pubsub_rest import PushTopic
-from tests.idempotency.waiting import message_is, wait_for_log
+from tests.support.emulators import Emulator
 from tests.support.env import SenderEnv
-from tests.support.ff_process import FunctionsFrameworkProcess
+from tests.support.ff_process import FunctionsFrameworkProcess, message_is, wait_for_log
+from tests.support.pubsub_rest import PushTopic
 from tests.support.smtp_server import SmtpTestServer
 
 pytestmark = [pytest.mark.emulator, pytest.mark.process]

@@ -29,7 +29,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import Message
@@ -243,3 +243,32 @@ class FunctionsFrameworkProcess(StartStop):
         """POST a raw Pub/Sub push envelope (functions-framework converts it to a CloudEvent)."""
         headers, body = pubsub.push_envelope(message, message_id=message_id)
         return self.request("POST", pubsub.PUSH_PATH, body, headers)
+
+
+# --- bounded waits on what a process logged --------------------------------------------------
+
+Record = dict[str, Any]
+
+
+def wait_for_log(
+    processes: FunctionsFrameworkProcess | list[FunctionsFrameworkProcess],
+    predicate: Callable[[Record], bool],
+    *,
+    count: int = 1,
+    timeout: float = 60.0,
+) -> list[Record]:
+    """The matching JSON log records once there are at least `count`; fails after `timeout`."""
+    group = processes if isinstance(processes, list) else [processes]
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [r for p in group for r in p.log_records() if predicate(r)]
+        if len(found) >= count:
+            return found
+        if time.monotonic() > deadline:
+            output = "\n".join(p.output()[-3000:] for p in group)
+            raise AssertionError(f"expected {count} matching log lines in {timeout} s:\n{output}")
+        time.sleep(0.2)
+
+
+def message_is(text: str) -> Callable[[Record], bool]:
+    return lambda record: record.get("message") == text

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sender.addresses import AddressError, ascii_domain, matches_allow_list, parse_mailbox
+from sender.addresses import ascii_domain, matches_allow_list, parse_mailbox
+from sender.errors import AddressError
 
 
 def test_plain_address() -> None:

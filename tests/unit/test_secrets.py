@@ -9,7 +9,7 @@ import pytest
 from sender.config import Settings
 from sender.errors import ConfigurationError
 from sender.secrets import ProfileStore, resolve_secret_version
-from tests.unit.fakes import FakeClock, FakeSecretSource
+from tests.support.fakes import FakeClock, FakeSecretSource
 
 
 def profile(password: str) -> bytes:
@@ -24,7 +24,7 @@ def test_cached_for_the_ttl() -> None:
     store.get()
     store.get()
     assert source.reads == 1
-    clock.now += 301
+    clock.advance(301)
     store.get()
     assert source.reads == 2
 

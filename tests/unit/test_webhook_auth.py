@@ -9,7 +9,7 @@ import pytest
 
 from sender.errors import WebhookForbiddenError, WebhookUnauthorizedError
 from sender.webhook_auth import TokenStore, verify
-from tests.unit.fakes import FakeClock, FakeSecretSource
+from tests.support.fakes import FakeClock, FakeSecretSource
 
 BODY = b'{"to": "ops@example.com"}'
 
@@ -73,7 +73,7 @@ def test_rotated_token_is_picked_up_without_hammering_the_secret(
 ) -> None:
     verify(store, {"X-Webhook-Token": "s3cret-token"}, BODY)
     source.payload = b"rotated-token\n"
-    clock.now += 60  # past the re-read interval, inside the cache TTL
+    clock.advance(60)  # past the re-read interval, inside the cache TTL
     verify(store, {"X-Webhook-Token": "rotated-token"}, BODY)
     assert source.reads == 2
     for _ in range(20):  # a burst of bad requests re-reads nothing

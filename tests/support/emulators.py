@@ -1,9 +1,9 @@
 """Start and stop the gcloud Pub/Sub and Firestore emulators on 127.0.0.1, offline.
 
-Used by the session fixtures in `tests.emulators.fixtures`, and by hand::
+Used by the session fixtures in `tests/conftest.py` (through `run_for_session`), and by hand::
 
-    .venv/bin/python -m tests.emulators.gcloud start firestore --state-dir .state/emu
-    .venv/bin/python -m tests.emulators.gcloud stop --state-dir .state/emu
+    .venv/bin/python -m tests.support.emulators start firestore --state-dir .state/emu
+    .venv/bin/python -m tests.support.emulators stop --state-dir .state/emu
 
 `start` prints the `export ..._EMULATOR_HOST=...` line and records the PID in the state dir.
 
@@ -24,6 +24,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -182,11 +183,45 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
+# --- pytest session fixtures (wired in tests/conftest.py) --------------------------------------
+
+# kind -> start-up seconds, for the terminal summary (see `report_startup_times`).
+STARTUP_TIMES: dict[str, float] = {}
+
+
+def require(kind: Kind) -> None:
+    """Skip (or, under CI=true, fail) when this emulator cannot run here."""
+    import pytest
+
+    try:
+        check_installed(kind)
+    except EmulatorUnavailableError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true and the {kind} emulator is unavailable: {exc}")
+        pytest.skip(f"{kind} emulator unavailable: {exc}")
+
+
+def run_for_session(kind: Kind, workdir: Path) -> Iterator[Emulator]:
+    """Start `kind` once for the session (or skip/fail per `require`); stop it at the end."""
+    require(kind)
+    emulator = start(kind, workdir)
+    STARTUP_TIMES[kind] = emulator.startup_s
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+def startup_lines() -> list[str]:
+    """One line per emulator started this session, for the terminal summary."""
+    return [f"{kind} emulator started in {s:.1f} s" for kind, s in sorted(STARTUP_TIMES.items())]
+
+
 # --- command line -------------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.emulators.gcloud")
+    parser = argparse.ArgumentParser(prog="python -m tests.support.emulators")
     sub = parser.add_subparsers(dest="command", required=True)
     start_cmd = sub.add_parser("start", help="start an emulator in the background")
     start_cmd.add_argument("kind", choices=KINDS)

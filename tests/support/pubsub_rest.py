@@ -12,7 +12,7 @@ import urllib.request
 import uuid
 from typing import Any
 
-from tests.emulators.gcloud import Emulator
+from tests.support.emulators import Emulator
 from tests.support.pubsub import PROJECT
 
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))

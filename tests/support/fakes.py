@@ -22,10 +22,14 @@ class FakeSecretSource:
 
 
 class FakeClock:
-    """A monotonic clock that moves only when a test says so."""
+    """A clock (monotonic or epoch seconds, as the code under test expects) that moves only when
+    a test says so: expiry and caching without sleeping."""
 
-    def __init__(self) -> None:
-        self.now = 1000.0
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
 
     def __call__(self) -> float:
         return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
