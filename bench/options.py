@@ -31,7 +31,7 @@ class Options:
 
 # (full run, --quick); an option given explicitly wins over either.
 _SIZES: dict[str, tuple[int, int]] = {
-    "sends": (500, 40),
+    "sends": (1000, 40),
     "batch": (1000, 200),
     "cold_runs": (7, 3),
 }
@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--quick", action="store_true", help="a short run (about a minute)")
     parser.add_argument(
-        "--sends", type=int, help="messages per measurement for (a)-(d) (500; quick 40)"
+        "--sends", type=int, help="messages per measurement for (a)-(d) (1000; quick 40)"
     )
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients in (d), (g)")
     parser.add_argument("--batch", type=int, help="messages in the (e) batch (1000; quick 200)")

@@ -1,6 +1,12 @@
 """SMTP sessions as Postfix saw them, from its log (``postfix/<listener>/smtpd[PID]: connect from``
 and ``disconnect from``). Each smtpd process serves one client at a time, so its PID names the
-session."""
+session.
+
+This is the server's count, as a provider would keep it: a session is open from the moment smtpd
+accepted it until smtpd logged its end, which is a moment after the client's QUIT. A client that
+quits one session and at once opens the next can therefore be seen with one more session open
+than it ever held itself, when the old smtpd is slow to finish (rare; on a busy machine).
+"""
 
 from __future__ import annotations
 

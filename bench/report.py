@@ -122,8 +122,9 @@ def figures(results: Results) -> list[str]:
         f"{warm.concurrent.per_message_ms:7.2f} ms/msg   "
         f"({warm.concurrent.count} msgs; {warm.concurrent.throughput:.1f} msg/s against "
         f"{warm.sequential.throughput:.1f} sequential; {_latency(warm.concurrent)})",
-        f"    SMTP sessions Postfix saw during (c)-(e) and warm-ups: {warm.sessions} opened, "
-        f"at most {warm.max_open_sessions} open at once (SMTP_POOL_SIZE={options.pool_size})",
+        f"    SMTP sessions in Postfix's log during (c)-(e) and their warm-ups: "
+        f"{warm.sessions} opened, at most {warm.max_open_sessions} open at once "
+        f"(SMTP_POOL_SIZE={options.pool_size})",
     ]
     if warm.batch.run is None:
         lines.append(f"(e) batch: not available yet ({warm.batch.note})")

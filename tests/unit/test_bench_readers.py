@@ -98,7 +98,7 @@ def test_quick_shortens_the_run_and_explicit_sizes_win() -> None:
     assert (quick.sends, quick.rss_at) == (7, (100, 500))
     full = options.parse(["--pool-size", "1"])
     assert full.pool_env()["SMTP_POOL_SIZE"] == "1"
-    assert (full.sends, full.batch, full.rss_at) == (500, 1000, (200, 2000))
+    assert (full.sends, full.batch, full.rss_at) == (1000, 1000, (200, 2000))
 
 
 def test_rss_points_must_grow() -> None:
