@@ -33,7 +33,7 @@ class Options:
 _SIZES: dict[str, tuple[int, int]] = {
     "sends": (1000, 40),
     "batch": (1000, 200),
-    "cold_runs": (7, 3),
+    "cold_runs": (11, 3),
 }
 _RSS_AT = {False: (200, 2000), True: (100, 500)}
 
@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients in (d), (g)")
     parser.add_argument("--batch", type=int, help="messages in the (e) batch (1000; quick 200)")
-    parser.add_argument("--cold-runs", type=int, help="spawns per function in (f) (7; quick 3)")
+    parser.add_argument("--cold-runs", type=int, help="spawns per function in (f) (11; quick 3)")
     parser.add_argument(
         "--rss-at",
         type=int,

@@ -3,6 +3,7 @@ then the import-time summary for the cold-start work."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from bench.importtime import ImportProfile
@@ -144,7 +145,8 @@ def _cold_lines(cold: ColdStarts) -> list[str]:
 
     return [
         f"(f) cold spawn -> first email accepted, median of {len(cold.seed_s)}: "
-        f"seed {cold.seed_median_s:.3f} s, smtp-sender {cold.smtp_sender_median_s:.3f} s",
+        f"seed {cold.seed_median_s:.3f} s, smtp-sender {cold.smtp_sender_median_s:.3f} s "
+        f"(fastest: {min(cold.seed_s):.3f} s, {min(cold.smtp_sender_s):.3f} s)",
         f"    each (s): seed {each(cold.seed_s)}; smtp-sender {each(cold.smtp_sender_s)}",
     ]
 
@@ -177,6 +179,8 @@ def header(smtp_port: int, options: Options) -> list[str]:
         "profile read through google-cloud-secret-manager from the gRPC stand-in",
         f"{options.sends} messages per measurement, {options.clients} concurrent clients in (d) "
         f"and (g); smtp-sender runs with {pool}",
+        f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[1]:.1f} over the last "
+        "5 minutes (other work on the machine slows every figure; the ratios less so)",
     ]
 
 
