@@ -48,6 +48,16 @@ def classify(exc: BaseException) -> SendError:  # noqa: PLR0911, PLR0912 - a bra
         return _by_code(exc.smtp_code, "the sender address was refused", reply_text(exc.smtp_error))
     if isinstance(exc, smtplib.SMTPDataError):
         return _by_code(exc.smtp_code, "the message was refused", reply_text(exc.smtp_error))
+    if isinstance(exc, smtplib.SMTPConnectError):
+        return _by_code(
+            exc.smtp_code,
+            "the SMTP server refused the session in its greeting",
+            reply_text(exc.smtp_error),
+        )
+    if isinstance(exc, smtplib.SMTPHeloError):
+        return _by_code(
+            exc.smtp_code, "the SMTP server refused EHLO and HELO", reply_text(exc.smtp_error)
+        )
     if isinstance(exc, smtplib.SMTPServerDisconnected):
         return TransientError("the SMTP server closed the connection")
     if isinstance(exc, smtplib.SMTPResponseException):

@@ -49,6 +49,8 @@ class SendError(SmtpSenderError):
 
     disposition: ClassVar[Disposition]
     http_status: ClassVar[int]
+    # The message of the log line that reports this failure.
+    log_message: ClassVar[str] = "email not sent"
 
     def __init__(
         self,
@@ -146,6 +148,16 @@ class TransientError(SendError):
 
     def response_body(self) -> dict[str, Any]:
         return {**super().response_body(), "retryable": True}
+
+
+class OutcomeUnknownError(TransientError):
+    """The connection was lost after the final dot: the server may have accepted the message.
+
+    Transient on purpose: for an alert a possible duplicate beats a certain loss, so the
+    delivery is retried (and the key freed). It gets its own log message so that an operator can
+    tell it from a plain network error."""
+
+    log_message = "outcome unknown after DATA"
 
 
 class TlsError(TransientError):

@@ -7,13 +7,14 @@ after a partial send, and records what happened for the next delivery of the sam
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sender import instance, logs
 from sender.config import Settings
 from sender.errors import ClaimBusyError, SendError
-from sender.ledger import Busy, Claim, Duplicate, Ledger
+from sender.ledger import Busy, Claim, Claimed, Duplicate, Ledger
 from sender.message import EmailRequest
 from sender.mime import message_id_seed
 from sender.outcome import Refusal, SendResult, split_refusals
@@ -42,13 +43,11 @@ def send_once(request: EmailRequest, settings: Settings, *, ledger_key: str | No
     if ledger_key is None:  # no key, no deduplication: every request is a new email
         return Delivery(send_email(request, settings))
     ledger = instance.ledger(settings)
-    answer = ledger.claim(ledger_key)
+    answer = _claim_or_wait(ledger, ledger_key, settings)
     if isinstance(answer, Duplicate):
         entry = answer.entry
         previous = SendResult(entry.message_id or "", list(entry.accepted), dict(entry.refused))
         return Delivery(previous, duplicate=True)
-    if isinstance(answer, Busy):
-        raise ClaimBusyError(answer.retry_after_s)
     claim = answer.claim
     if claim.taken_over:
         logs.claim_taken_over(attempt=claim.attempt)
@@ -77,6 +76,36 @@ def send_once(request: EmailRequest, settings: Settings, *, ledger_key: str | No
         _release(ledger, claim)  # nothing was sent: let the next delivery try at once
         raise
     return _record(ledger, claim, result)
+
+
+# A repeat of a key that another delivery is sending right now waits (at most this long, and at
+# most half the send deadline) for that delivery to finish: a webhook sender retrying a request
+# that timed out on its side gets the outcome at once, not a 503 and a long Retry-After.
+BUSY_WAIT_S = 5.0
+_BUSY_POLL_FIRST_S = 0.05
+_BUSY_POLL_MAX_S = 0.5
+
+
+def _claim_or_wait(ledger: Ledger, key: str, settings: Settings) -> Claimed | Duplicate:
+    """Claim `key`; while another delivery holds it, poll (bounded) until it finishes.
+
+    Raises `ClaimBusyError` when the other delivery is still sending after the wait, with a
+    Retry-After of the time its send deadline may still run, not its whole lease.
+    """
+    wait_until = time.monotonic() + min(BUSY_WAIT_S, settings.send_deadline_s / 2)
+    delay = _BUSY_POLL_FIRST_S
+    while True:
+        answer = ledger.claim(key)
+        if not isinstance(answer, Busy):
+            return answer
+        left = wait_until - time.monotonic()
+        if left <= 0:
+            # The lease outlives the holder's send deadline by a margin (secret read, ledger
+            # round-trips); the send itself ends by then.
+            margin = settings.idempotency_lease_s - settings.send_deadline_s
+            raise ClaimBusyError(max(1.0, answer.retry_after_s - max(margin, 0.0)))
+        time.sleep(min(delay, left))
+        delay = min(delay * 2, _BUSY_POLL_MAX_S)
 
 
 def _record_refusals(ledger: Ledger, claim: Claim, refused: Mapping[str, Refusal]) -> None:

@@ -132,7 +132,7 @@ def _check_webhook_credential(
     except SendError as error:
         # The caller is not authenticated yet: the details (secret names, paths) go to the log
         # for the operator, the response says only what kind of failure it was.
-        logs.send_failed(error.log_fields(), severity="ERROR", via=VIA)
+        logs.send_failed(error, via=VIA)
         if isinstance(error, TransientError):
             raise TransientError("the webhook credential cannot be checked right now") from None
         raise ConfigurationError("the webhook credential cannot be checked") from None
@@ -169,8 +169,7 @@ def handle(request: flask.Request) -> flask.Response:
         logs.invalid_request(error.log_fields(), via=VIA)
         return _error(error)
     except SendError as error:
-        severity = "WARNING" if isinstance(error, TransientError) else "ERROR"
-        logs.send_failed(error.log_fields(), severity=severity, via=VIA)
+        logs.send_failed(error, via=VIA)
         return _error(error)
     except Exception as exc:  # noqa: BLE001 - a bug must still answer JSON, without details
         logs.internal_error(exc, via=VIA)

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any
 
+from sender.errors import SendError, TransientError
 from sender.outcome import SendResult
 
 # Fields every line of the current invocation carries (event id, trace); set by the triggers.
@@ -70,8 +71,10 @@ def sent(result: SendResult, *, via: str) -> None:
     )
 
 
-def send_failed(fields: Mapping[str, Any], *, severity: str, via: str) -> None:
-    write(severity, "email not sent", trigger=via, **fields)
+def send_failed(error: SendError, *, via: str, **extra: Any) -> None:
+    """A failed send: WARNING when it is worth retrying (transient), ERROR when someone must act."""
+    severity = "WARNING" if isinstance(error, TransientError) else "ERROR"
+    write(severity, error.log_message, trigger=via, **error.log_fields(), **extra)
 
 
 def invalid_request(fields: Mapping[str, Any], *, via: str) -> None:

@@ -242,11 +242,34 @@ def field_problems(exc: ValidationError) -> list[FieldProblem]:
 MAX_JSON_DEPTH = 32
 
 
+class _Pairs(list[tuple[str, Any]]):
+    """A JSON object as its key/value pairs in order, before repeated keys are checked."""
+
+
+def _as_dicts(value: Any, path: str, repeated: list[FieldProblem]) -> Any:
+    """`_Pairs` -> dicts, everywhere in the document; each repeated key goes into `repeated`."""
+    if isinstance(value, _Pairs):
+        result: dict[str, Any] = {}
+        for key, item in value:
+            child = f"{path}.{key}" if path else key
+            if key in result:
+                repeated.append(FieldProblem(child, "appears more than once in the same object"))
+            result[key] = _as_dicts(item, child, repeated)
+        return result
+    if isinstance(value, list):
+        return [_as_dicts(item, f"{path}[{i}]", repeated) for i, item in enumerate(value)]
+    return value
+
+
 def decode_json(raw: bytes | str, field_name: str) -> Any:
-    """UTF-8 JSON from a caller (HTTP body, Pub/Sub data); else `InvalidRequestError` saying why."""
+    """UTF-8 JSON from a caller (HTTP body, Pub/Sub data); else `InvalidRequestError` saying why.
+
+    A key repeated in one object is refused: parsers disagree on which value wins, and a proxy
+    that checked the first `to` must not see us send to the second.
+    """
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-        return json.loads(text)
+        document = json.loads(text, object_pairs_hook=_Pairs)
     except UnicodeDecodeError:
         raise InvalidRequestError.one(field_name, "is not UTF-8") from None
     except RecursionError:
@@ -256,6 +279,14 @@ def decode_json(raw: bytes | str, field_name: str) -> Any:
         raise InvalidRequestError.one(field_name, f"is not valid JSON ({where})") from None
     except ValueError:  # e.g. an integer beyond Python's digit limit
         raise InvalidRequestError.one(field_name, "is not valid JSON") from None
+    repeated: list[FieldProblem] = []
+    try:
+        document = _as_dicts(document, "", repeated)
+    except RecursionError:
+        raise InvalidRequestError.one(field_name, "is nested too deeply") from None
+    if repeated:
+        raise InvalidRequestError(repeated[:20])
+    return document
 
 
 def _unusable_strings(value: Any, path: str, depth: int = 0) -> list[FieldProblem]:

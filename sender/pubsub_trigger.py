@@ -26,7 +26,6 @@ from sender.errors import (
     InvalidRequestError,
     RedeliveryRequestedError,
     SendError,
-    TransientError,
 )
 from sender.exactly_once import send_once
 from sender.message import EmailRequest, decode_json, parse_request
@@ -88,10 +87,9 @@ def handle(cloud_event: Any) -> None:
         return
     except SendError as error:
         if not error.redeliver:
-            logs.send_failed(error.log_fields(), severity="ERROR", via=VIA)
+            logs.send_failed(error, via=VIA)
             return
-        severity = "WARNING" if isinstance(error, TransientError) else "ERROR"
-        logs.send_failed({**error.log_fields(), "redeliver": True}, severity=severity, via=VIA)
+        logs.send_failed(error, via=VIA, redeliver=True)
         kind = (
             "transient failure"
             if error.disposition is Disposition.UNAVAILABLE

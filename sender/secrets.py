@@ -18,13 +18,14 @@ from typing import Any, Protocol
 
 from sender import logs
 from sender.config import Settings
+from sender.deadline import Deadline
 from sender.errors import ConfigurationError, TransientError
 from sender.profile import SmtpProfile, parse_profile
 
-# Secret Manager calls are bounded well inside the function's deadline: a few quick retries on
-# UNAVAILABLE, then the caller gets a 503 and Pub/Sub redelivers later.
-_RPC_TIMEOUT_S = 5.0
-_RETRY_DEADLINE_S = 12.0
+# A read, retries included, ends within this many seconds and within the send's own deadline
+# (`SEND_DEADLINE_S`): a few quick retries on UNAVAILABLE, then the caller gets a 503 and Pub/Sub
+# redelivers later.
+_READ_BUDGET_S = 12.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +40,9 @@ class SecretPayload:
 
 
 class SecretSource(Protocol):
-    def read(self) -> SecretPayload: ...
+    def read(self, deadline: Deadline | None = None) -> SecretPayload:
+        """The payload; within `deadline` when one is given (a send's)."""
+        ...
 
     @property
     def label(self) -> str: ...
@@ -56,7 +59,7 @@ class FileSecretSource:
     def label(self) -> str:
         return f"file:{self._path}"
 
-    def read(self) -> SecretPayload:
+    def read(self, deadline: Deadline | None = None) -> SecretPayload:
         try:
             return SecretPayload(self._path.read_bytes(), None)
         except FileNotFoundError:
@@ -140,21 +143,23 @@ class SecretManagerSource:
     def label(self) -> str:
         return self._version_name
 
-    def read(self) -> SecretPayload:
+    def read(self, deadline: Deadline | None = None) -> SecretPayload:
         import google_crc32c  # noqa: PLC0415
         from google.api_core import exceptions as gexc  # noqa: PLC0415
         from google.api_core import retry as gretry  # noqa: PLC0415
 
+        # One budget for every attempt: a float `timeout` is what is left of it for each retry.
+        budget = _READ_BUDGET_S if deadline is None else deadline.budget(_READ_BUDGET_S)
         retry = gretry.Retry(
             predicate=gretry.if_exception_type(
                 gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError,
                 gexc.Aborted, gexc.ResourceExhausted,
             ),
-            initial=0.2, maximum=2.0, multiplier=2.0, timeout=_RETRY_DEADLINE_S,
+            initial=0.2, maximum=2.0, multiplier=2.0, timeout=budget,
         )  # fmt: skip
         try:
             response = self._client().access_secret_version(
-                request={"name": self._version_name}, retry=retry, timeout=_RPC_TIMEOUT_S
+                request={"name": self._version_name}, retry=retry, timeout=budget
             )
         except Exception as exc:  # noqa: BLE001 - every client error is classified once, here
             raise _classify_secret_manager_error(exc, self._version_name) from None
@@ -209,14 +214,16 @@ class ProfileStore:
         self._current: LoadedProfile | None = None
         self._loaded_at = 0.0
 
-    def get(self) -> LoadedProfile:
+    def get(self, deadline: Deadline | None = None) -> LoadedProfile:
         with self._lock:
             current = self._current
             if current is not None and self._clock() - self._loaded_at < self._ttl_s:
                 return current
-            return self._load()
+            return self._load(deadline)
 
-    def reread(self, failed: LoadedProfile) -> tuple[LoadedProfile, bool]:
+    def reread(
+        self, failed: LoadedProfile, deadline: Deadline | None = None
+    ) -> tuple[LoadedProfile, bool]:
         """After `failed` was refused: the newest profile, and whether it differs from `failed`.
 
         Compared with what the failed attempt *used*, not with the cache: when two sends fail
@@ -227,11 +234,11 @@ class ProfileStore:
             current = self._current
             if current is not None and current.fingerprint != failed.fingerprint:
                 return current, True
-            loaded = self._load()
+            loaded = self._load(deadline)
             return loaded, loaded.fingerprint != failed.fingerprint
 
-    def _load(self) -> LoadedProfile:
-        payload = self._source.read()
+    def _load(self, deadline: Deadline | None) -> LoadedProfile:
+        payload = self._source.read(deadline)
         loaded = LoadedProfile(parse_profile(payload.data, self._fallback), payload.fingerprint)
         self._current, self._loaded_at = loaded, self._clock()
         logs.secret_read(source=self._source.label, version=payload.version)

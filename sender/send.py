@@ -100,7 +100,7 @@ def send_email(
     content = resolve_content(request, settings)
     check_recipients(request, settings)
     store = instance.profile_store(settings)
-    loaded = store.get()
+    loaded = store.get(deadline)
     built = _build(
         request,
         content,
@@ -113,7 +113,7 @@ def send_email(
         return _deliver(built, loaded.profile, settings, deadline)
     except AuthenticationError:
         logs.auth_failed_rereading_secret()
-        fresh, changed = store.reread(loaded)
+        fresh, changed = store.reread(loaded, deadline)
         if not changed:
             logs.auth_failed_secret_unchanged()
             raise

@@ -18,13 +18,16 @@ import smtplib
 import socket
 import ssl
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sender.deadline import Deadline
-from sender.errors import ConfigurationError, TlsError, TransientError
+from sender.errors import ConfigurationError, OutcomeUnknownError, TlsError, TransientError
 from sender.mime import Envelope
 from sender.outcome import Refusal, refusals_from
 from sender.profile import SmtpProfile
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 
 def new_tls_context(ca_file: str | None) -> ssl.SSLContext:
@@ -43,7 +46,7 @@ def new_tls_context(ca_file: str | None) -> ssl.SSLContext:
 
 def session_deadline_error() -> TransientError:
     """What running out of `SEND_DEADLINE_S` is: transient (a later delivery may be faster)."""
-    return TransientError("the SMTP session ran past its deadline")
+    return TransientError("the send ran past its deadline (SEND_DEADLINE_S)")
 
 
 def _arm(client: smtplib.SMTP, deadline: Deadline) -> None:
@@ -79,22 +82,34 @@ def _connect(host: str, port: int, timeout: float) -> socket.socket:
     raise last_error or OSError(f"no address for {host}")
 
 
-class _SMTP(smtplib.SMTP):
-    """smtplib.SMTP with a bounded DNS look-up."""
+class _Client(smtplib.SMTP):
+    """smtplib.SMTP with a bounded DNS look-up, implicit TLS when given a context, and a record of
+    whether the message's final `CRLF.CRLF` was handed to the socket.
+
+    Once the dot went out, the server may have accepted the message even if its reply never
+    arrives: that failure is `OutcomeUnknownError`, not a plain network error (see `send`).
+    smtplib's `data()` writes the whole quoted message, dot included, with one `send()` call.
+    """
+
+    def __init__(self, *, local_hostname: str, implicit_tls: ssl.SSLContext | None) -> None:
+        self._implicit_tls = implicit_tls
+        self.final_dot_sent = False
+        super().__init__(local_hostname=local_hostname)
 
     def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
         # smtplib records the name for STARTTLS's certificate check only when the constructor
         # connects; this client is built first and connected later (under the watchdog).
         self._host = host
-        return _connect(host, port, timeout)
+        sock = _connect(host, port, timeout)
+        if self._implicit_tls is None:
+            return sock
+        # The handshake verifies the certificate and the host name, as SMTP_SSL's would.
+        return self._implicit_tls.wrap_socket(sock, server_hostname=host)
 
-
-class _SMTPOverTLS(smtplib.SMTP_SSL):
-    """smtplib.SMTP_SSL with a bounded DNS look-up (the handshake verifies as SMTP_SSL does)."""
-
-    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
-        self._host = host
-        return self.context.wrap_socket(_connect(host, port, timeout), server_hostname=host)
+    def send(self, s: ReadableBuffer | str) -> None:
+        super().send(s)
+        if isinstance(s, bytes) and s.endswith(b"\r\n.\r\n"):
+            self.final_dot_sent = True
 
 
 class _Watchdog:
@@ -131,6 +146,12 @@ def _authenticate(client: smtplib.SMTP, username: str, password: str) -> None:
         # Defence in depth: the session setup already guarantees TLS, but a password must never
         # leave on a plaintext socket whatever a future change to that setup does.
         raise TlsError("refusing to send credentials over a connection that is not TLS")
+    if not client.does_esmtp:
+        raise ConfigurationError(
+            "the SMTP server refused EHLO and speaks only HELO, which has no AUTH: point the "
+            "profile at the provider's submission server, or remove the username for a relay "
+            "that trusts the network"
+        )
     if not client.has_extn("auth"):
         raise ConfigurationError(
             "the SMTP server does not offer AUTH; remove the username for a trusted relay"
@@ -155,21 +176,40 @@ def _authenticate(client: smtplib.SMTP, username: str, password: str) -> None:
         raise smtplib.SMTPAuthenticationError(code, reply)
 
 
+def _greet(client: smtplib.SMTP) -> None:
+    """EHLO, falling back to HELO when the server refuses it with a 5xx (RFC 5321 3.2).
+
+    A 4xx (or 421) means "not now", not "no ESMTP": that is raised and classified as transient.
+    """
+    code, reply = client.ehlo()
+    if code == 250:
+        return
+    if 500 <= code < 600:
+        code, reply = client.helo()
+        if code == 250:
+            return
+    raise smtplib.SMTPHeloError(code, reply)
+
+
 def _open(
     client: smtplib.SMTP, profile: SmtpProfile, context: ssl.SSLContext, deadline: Deadline
 ) -> None:
     """Connect, EHLO and (for starttls) upgrade; raises before anything is sent if TLS fails."""
     client.timeout = deadline.budget()
-    client.connect(profile.host, profile.port)
+    code, reply = client.connect(profile.host, profile.port)
+    if code != 220:
+        # A 421 or 554 greeting (RFC 5321 3.1): the server will not talk to us now, or at all.
+        # smtplib checks the greeting only when its constructor connects, so it is checked here.
+        raise smtplib.SMTPConnectError(code, reply)
     _arm(client, deadline)
-    client.ehlo()
+    _greet(client)
     if profile.security == "starttls":
         if not client.has_extn("starttls"):
             raise TlsError("the SMTP server does not offer STARTTLS; nothing was sent")
         _arm(client, deadline)
         client.starttls(context=context)
         _arm(client, deadline)
-        client.ehlo()
+        _greet(client)
 
 
 def send(
@@ -191,11 +231,8 @@ def send(
         raise ConfigurationError("credentials are never sent without TLS: use ssl or starttls")
     # gethostname() needs no DNS, unlike smtplib's default getfqdn(), which can stall.
     ehlo_name = socket.gethostname() or "localhost"
-    client: smtplib.SMTP
-    if profile.security == "ssl":
-        client = _SMTPOverTLS(local_hostname=ehlo_name, context=context)
-    else:
-        client = _SMTP(local_hostname=ehlo_name)
+    implicit_tls = context if profile.security == "ssl" else None
+    client = _Client(local_hostname=ehlo_name, implicit_tls=implicit_tls)
     with _Watchdog(client, deadline) as watchdog:
         try:
             _open(client, profile, context, deadline)
@@ -204,8 +241,18 @@ def send(
                 _authenticate(client, profile.username, profile.password)
             _arm(client, deadline)
             refused = client.sendmail(envelope.mail_from, envelope.recipients, message)
-        except BaseException:
+        except BaseException as exc:
             client.close()
+            lost_reply = isinstance(exc, OSError) and not isinstance(
+                exc,
+                smtplib.SMTPResponseException,  # a reply is the server's verdict
+            )
+            if client.final_dot_sent and lost_reply:
+                # The message went out whole; only the server's verdict was lost.
+                raise OutcomeUnknownError(
+                    "the connection was lost after the message was sent: the server may have "
+                    f"accepted it ({'deadline' if watchdog.fired else type(exc).__name__})"
+                ) from None
             if watchdog.fired:
                 raise deadline.error() from None
             raise

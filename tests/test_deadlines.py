@@ -9,9 +9,10 @@ import time
 from collections.abc import Iterator
 from typing import Any, Self
 
+import grpc
 import pytest
 
-from tests.support.checks import assert_retryable
+from tests.support.checks import assert_nothing_sent, assert_retryable
 from tests.support.env import SenderEnv
 from tests.support.lifecycle import StartStop
 
@@ -86,3 +87,22 @@ def test_a_dripping_server_is_cut_off_at_the_send_deadline(
     assert "deadline" in response.get_json()["detail"]
     # Generous: the point is "about the deadline", not "until the server gives up" (never).
     assert elapsed < 15, elapsed
+
+
+@pytest.mark.parametrize("outage", ["unavailable", "hanging"])
+def test_a_secret_manager_outage_ends_within_the_send_deadline(
+    http_client: Any, server: Any, sender_env: SenderEnv, outage: str
+) -> None:
+    """The secret read's retries come out of SEND_DEADLINE_S, not a budget of their own."""
+    if outage == "unavailable":
+        sender_env.secret_manager.fail_next(None, grpc.StatusCode.UNAVAILABLE)
+    else:
+        sender_env.secret_manager.hang(30)
+    sender_env.set(SEND_DEADLINE_S="3")
+    started = time.monotonic()
+    response = http_client.post("/", json={"to": "ops@example.com", "subject": "s", "text": "t"})
+    elapsed = time.monotonic() - started
+
+    assert_retryable(response)
+    assert elapsed < 3 + 1.5, elapsed  # was ~11 s: the read had a 12 s budget of its own
+    assert_nothing_sent(server)

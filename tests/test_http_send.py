@@ -287,11 +287,28 @@ def test_transient_4xx_reply_is_503_with_retry_after(
     assert server.messages == []
 
 
-def test_disconnect_after_data_is_transient(http_client: Any, server: SmtpTestServer) -> None:
+def test_disconnect_after_data_is_transient_and_logged_as_outcome_unknown(
+    http_client: Any, server: SmtpTestServer, capfd: pytest.CaptureFixture[str]
+) -> None:
     server.disconnect_after_data()
     resp = _send(http_client, MESSAGE)
 
     assert_retryable(resp)
+    assert "may have accepted" in resp.get_json()["detail"]
+    [line] = [r for r in log_records(capfd.readouterr().out) if r.get("trigger") == "http"]
+    # Its own message, so an operator can tell a possible duplicate from a plain network error.
+    assert (line["severity"], line["message"]) == ("WARNING", "outcome unknown after DATA")
+
+
+def test_disconnect_before_the_final_dot_is_a_plain_network_error(
+    http_client: Any, server: SmtpTestServer, capfd: pytest.CaptureFixture[str]
+) -> None:
+    server.fail_data("421 4.3.2 shutting down", times=1)
+    resp = _send(http_client, MESSAGE)
+
+    assert_retryable(resp)
+    [line] = [r for r in log_records(capfd.readouterr().out) if r.get("trigger") == "http"]
+    assert line["message"] == "email not sent"
 
 
 @pytest.mark.parametrize("where", ["greeting", "mail", "data"])

@@ -161,6 +161,32 @@ def test_body_that_is_not_a_json_object_is_400(
     _assert_refused(resp, 400, server)
 
 
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b'{"to": "ops@example.com", "to": "evil@example.org", "subject": "s", "text": "t"}', "to"),
+        (
+            b'{"to": "ops@example.com", "subject": "s", "text": "t",'
+            b' "headers": {"X-A": "1", "X-A": "2"}}',
+            "headers.X-A",
+        ),
+        (
+            b'{"to": "ops@example.com", "subject": "s", "template": "alert",'
+            b' "data": {"items": [{"k": 1, "k": 2}]}}',
+            "data.items[0].k",
+        ),
+    ],
+    ids=["top level", "nested object", "inside a list"],
+)
+def test_a_repeated_json_key_is_400_naming_it(
+    http_client: Any, server: SmtpTestServer, body: bytes, field: str
+) -> None:
+    resp = http_client.post("/", data=body, headers={"Content-Type": "application/json"})
+
+    _assert_refused(resp, 400, server)
+    assert resp.get_json()["details"][0]["field"] == field
+
+
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
 def test_non_json_content_type_is_415(
     http_client: Any, server: SmtpTestServer, content_type: str | None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -12,6 +13,7 @@ from sender.config import Settings
 from sender.ledger import Claimed
 from tests.support import pubsub
 from tests.support.checks import assert_nothing_sent, log_records
+from tests.support.env import SenderEnv
 from tests.support.fakes import FakeClock
 from tests.support.smtp_server import SmtpTestServer
 
@@ -135,16 +137,43 @@ def test_takeover_of_a_crashed_attempt_resends_with_the_same_message_id(
 
 
 def test_http_request_while_another_holds_the_key_is_503_with_retry_after(
-    http_client: Any, server: SmtpTestServer
+    http_client: Any, server: SmtpTestServer, sender_env: SenderEnv
 ) -> None:
+    sender_env.set(SEND_DEADLINE_S="4")  # lease 19 s: 4 s of send deadline + 15 s of margin
     holder = instance.ledger(Settings.from_env()).claim("http:busy-1")
-    assert isinstance(holder, Claimed)
+    assert isinstance(holder, Claimed)  # ... and it never finishes
 
     resp = http_client.post("/", json={**MESSAGE, "idempotency_key": "busy-1"})
     assert resp.status_code == 503
     assert resp.get_json()["retryable"] is True
-    assert 1 <= int(resp.headers["Retry-After"]) <= 65
+    # What the holder's send deadline may still run, not the whole 19 s lease.
+    assert 1 <= int(resp.headers["Retry-After"]) <= 4
     assert_nothing_sent(server)
+
+
+def test_a_repeat_while_the_first_is_still_sending_waits_and_answers_duplicate(
+    http_client: Any, server: SmtpTestServer
+) -> None:
+    server.stall("data", 1.0)  # the first delivery is mid-DATA when the repeat arrives
+    answers: dict[str, Any] = {}
+
+    def first() -> None:
+        answers["first"] = http_client.post("/", json={**MESSAGE, "idempotency_key": "k-race"})
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.sessions and time.monotonic() < deadline:
+        time.sleep(0.02)
+    repeat = http_client.post("/", json={**MESSAGE, "idempotency_key": "k-race"})
+    thread.join(timeout=30)
+
+    assert answers["first"].get_json()["status"] == "sent"
+    assert repeat.status_code == 200
+    assert repeat.get_json()["status"] == "duplicate"
+    assert repeat.get_json()["message_id"] == answers["first"].get_json()["message_id"]
+    assert len(server.wait_for_messages(1)) == 1
+    assert len(server.messages) == 1
 
 
 def test_a_failure_that_sent_nothing_frees_the_key_for_the_retry(

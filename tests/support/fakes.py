@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sender.deadline import Deadline
 from sender.secrets import SecretPayload
 
 
@@ -16,7 +17,7 @@ class FakeSecretSource:
     def label(self) -> str:
         return "fake"
 
-    def read(self) -> SecretPayload:
+    def read(self, deadline: Deadline | None = None) -> SecretPayload:
         self.reads += 1
         return SecretPayload(self.payload, str(self.reads))
 

@@ -11,6 +11,7 @@ In-process::
         sm.add_version("projects/p/secrets/s", b"...")           # version 2 = latest
         sm.fail_next(3, grpc.StatusCode.UNAVAILABLE)               # next 3 RPCs fail
         sm.fail_next(None, grpc.StatusCode.PERMISSION_DENIED)      # every RPC fails until cleared
+        sm.hang(10)                                                # every RPC waits 10 s
         sm.corrupt_checksum = True                                 # wrong data_crc32c
         sm.call_count("AccessSecretVersion")                       # RPCs seen (incl. failed)
 
@@ -34,6 +35,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from concurrent import futures
@@ -83,6 +85,7 @@ class SecretManagerStub(StartStop):
         self._secrets: dict[str, _Secret] = {}
         self._calls: Counter[str] = Counter()
         self._fail_remaining: int | None = 0
+        self._hang_s = 0.0
         self._fail_code = grpc.StatusCode.UNAVAILABLE
         self._fail_methods: frozenset[str] | None = None
         self.corrupt_checksum = False
@@ -144,11 +147,17 @@ class SecretManagerStub(StartStop):
             self._fail_code = code
             self._fail_methods = frozenset(methods) if methods else None
 
+    def hang(self, seconds: float) -> None:
+        """Make every RPC wait *seconds* before it is answered (a Secret Manager that hangs)."""
+        with self._lock:
+            self._hang_s = seconds
+
     def clear_faults(self) -> None:
         """Stop failing RPCs and stop corrupting checksums."""
         with self._lock:
             self._fail_remaining = 0
             self._fail_methods = None
+            self._hang_s = 0.0
             self.corrupt_checksum = False
 
     def call_count(self, method: str = "AccessSecretVersion") -> int:
@@ -194,6 +203,10 @@ class SecretManagerStub(StartStop):
         return grpc.method_handlers_generic_handler(SERVICE, methods)
 
     def _before(self, method: str) -> None:
+        with self._lock:
+            hang_s = self._hang_s
+        if hang_s:
+            time.sleep(hang_s)
         with self._lock:
             self._calls[method] += 1
             if self._fail_methods is not None and method not in self._fail_methods:
