@@ -169,8 +169,8 @@ class FakeCloud:
 def make_fake_cloud(tmp_path: Path, project: str) -> FakeCloud:
     bin_dir = tmp_path / "bin"
     state = tmp_path / "state"
-    bin_dir.mkdir()
-    state.mkdir()
+    bin_dir.mkdir(parents=True)
+    state.mkdir(parents=True)
     gcloud = bin_dir / "gcloud"
     gcloud.write_text(FAKE_GCLOUD.format(python=sys.executable), encoding="utf-8")
     gcloud.chmod(0o755)

@@ -20,7 +20,8 @@ REGION = "europe-west1"
 METRICS = ("sent", "partial", "rejected", "transient", "misconfigured")
 KEYLESS_SA = f"mailer@{PROJECT}.iam.gserviceaccount.com"
 NOTIFY_AGENT = (
-    "serviceAccount:service-LOOKUP_PROJECT_NUMBER@gcp-sa-monitoring-notification.iam.gserviceaccount.com"
+    "serviceAccount:service-LOOKUP_PROJECT_NUMBER"
+    "@gcp-sa-monitoring-notification.iam.gserviceaccount.com"
 )
 
 
@@ -280,14 +281,18 @@ def test_alert_email_gets_a_channel_and_two_policies() -> None:
         "beta", "monitoring", "channels", "create"
     )
     policies = _policies(run)
-    assert sorted(policies) == ["smtp-sender: SMTP misconfigured", "smtp-sender: dead letters waiting"]
+    assert sorted(policies) == [
+        "smtp-sender: SMTP misconfigured",
+        "smtp-sender: dead letters waiting",
+    ]
     misconfigured = policies["smtp-sender: SMTP misconfigured"]
     dead = policies["smtp-sender: dead letters waiting"]
     for policy in (misconfigured, dead):
         assert policy["notificationChannels"] == ["LOOKUP_ALERT_CHANNEL"]
     condition = misconfigured["conditions"][0]["conditionThreshold"]  # type: ignore[index]
     assert "logging.googleapis.com/user/smtp_sender_misconfigured" in condition["filter"]
-    assert condition["comparison"] == "COMPARISON_GT" and condition["thresholdValue"] == 0
+    assert condition["comparison"] == "COMPARISON_GT"
+    assert condition["thresholdValue"] == 0
     held = dead["conditions"][0]["conditionThreshold"]["filter"]  # type: ignore[index]
     assert 'subscription_id="smtp-send-dead-letter-hold"' in held
     assert "num_undelivered_messages" in held
@@ -303,7 +308,9 @@ def test_alert_channel_is_used_as_given() -> None:
     assert run.find("beta", "monitoring", "channels") == []
     for policy in _policies(run).values():
         assert policy["notificationChannels"] == [channel]
-    refused("only one of ALERT_EMAIL and ALERT_CHANNEL", ALERT_EMAIL="a@b.co", ALERT_CHANNEL=channel)
+    refused(
+        "only one of ALERT_EMAIL and ALERT_CHANNEL", ALERT_EMAIL="a@b.co", ALERT_CHANNEL=channel
+    )
     refused("ALERT_CHANNEL must be", ALERT_CHANNEL="1234")
     refused("METRICS=true", ALERT_EMAIL="a@b.co", METRICS="false")
     assert dry().find("alpha", "monitoring") == []
@@ -337,7 +344,9 @@ def test_results_topic_is_created_and_only_the_runtime_account_may_publish() -> 
 
 
 def test_monitoring_pubsub_channel_publishes_to_the_email_topic() -> None:
-    run = dry(MONITORING_PUBSUB_CHANNEL="true", ALERT_RECIPIENTS="oncall@example.com,sre@example.org")
+    run = dry(
+        MONITORING_PUBSUB_CHANNEL="true", ALERT_RECIPIENTS="oncall@example.com,sre@example.org"
+    )
     channel = flags(run.one("beta", "monitoring", "channels", "create"))
     assert channel["--type"] == "pubsub"
     assert channel["--channel-labels"] == f"topic=projects/{PROJECT}/topics/smtp-send"
@@ -393,7 +402,10 @@ def test_a_profile_with_a_key_or_a_password_gets_no_grant_and_is_never_printed(
 ) -> None:
     keyed = _profile(
         tmp_path,
-        {"flow": "google_service_account", "key": {"type": "service_account", "private_key": CANARY}},
+        {
+            "flow": "google_service_account",
+            "key": {"type": "service_account", "private_key": CANARY},
+        },
     )
     for profile in (keyed, profile_file):
         run = dry(SMTP_PROFILE_FILE=str(profile))
@@ -402,7 +414,9 @@ def test_a_profile_with_a_key_or_a_password_gets_no_grant_and_is_never_printed(
         assert "Pw-canary" not in run.stdout + run.stderr
 
 
-@pytest.mark.parametrize("account", ["mailer@example.com", "not an e-mail", "x@evil.gserviceaccount.com.example"])
+@pytest.mark.parametrize(
+    "account", ["mailer@example.com", "not an e-mail", "x@evil.gserviceaccount.com.example"]
+)
 def test_a_bad_keyless_account_is_refused_without_quoting_the_profile(
     tmp_path: Path, account: str
 ) -> None:
@@ -431,7 +445,8 @@ def test_replay_dry_run_shows_pull_publish_then_ack_and_deploys_nothing() -> Non
     hand_back = run.find("pubsub", "subscriptions", "modify-message-ack-deadline")
     assert [flags(c)["--ack-deadline"] for c in hand_back] == ["600", "0"]
     assert "idempotency_key" in run.stdout
-    assert run.find("functions") == [] and run.find("services") == []
+    assert run.find("functions") == []
+    assert run.find("services") == []
     big = run_deploy("replay-dead-letters", "--dry-run", env=base_env(PROJECT=PROJECT))
     assert flags(big.one("pubsub", "subscriptions", "pull"))["--limit"] == "10"  # batches of 10
 
@@ -440,7 +455,10 @@ def test_replay_refuses_bad_bounds_and_teardown() -> None:
     for bad in ("0", "1001", "x"):
         run = run_deploy("replay-dead-letters", "--dry-run", f"REPLAY_MAX={bad}",
                          env=base_env(PROJECT=PROJECT))  # fmt: skip
-        assert run.returncode != 0 and "REPLAY_MAX" in run.stderr, bad
-    both = run_deploy("replay-dead-letters", "--teardown", "--dry-run", env=base_env(PROJECT=PROJECT))
+        assert run.returncode != 0, bad
+        assert "REPLAY_MAX" in run.stderr, bad
+    both = run_deploy(
+        "replay-dead-letters", "--teardown", "--dry-run", env=base_env(PROJECT=PROJECT)
+    )
     assert both.returncode != 0
     assert both.gcloud == []

@@ -7,6 +7,7 @@ reaches gcloud through a file or stdin, never through argv.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -129,3 +130,27 @@ def test_teardown_deletes_only_what_exists(cloud: FakeCloud) -> None:
         f"iam service-accounts delete smtp-sender-runtime@{PROJECT}.iam.gserviceaccount.com",
         f"iam service-accounts delete smtp-sender-trigger@{PROJECT}.iam.gserviceaccount.com",
     ]
+
+
+def test_metrics_reach_gcloud_on_stdin_and_a_rerun_updates_them(cloud: FakeCloud) -> None:
+    run = run_deploy(env=cloud.env(ALERT_EMAIL="oncall@example.com"))
+    assert run.returncode == 0, run.stderr
+    configs = cloud.metric_configs
+    assert sorted(configs) == sorted(f"smtp_sender_{kind}" for kind in METRICS)
+    assert 'jsonPayload.error="misconfigured"' in configs["smtp_sender_misconfigured"]["filter"]
+    # The channel the run created is the one both policies notify.
+    policies = [
+        json.loads(flags(c)["--policy"])
+        for c in cloud.calls()
+        if c[:4] == ["alpha", "monitoring", "policies", "create"]
+    ]
+    assert len(policies) == 2
+    assert all(
+        p["notificationChannels"] == ["projects/p/notificationChannels/42"] for p in policies
+    )
+
+    (cloud.state / "exists").touch()
+    cloud.reset_log()
+    assert run_deploy(env=cloud.env()).returncode == 0
+    verbs = [c[2] for c in cloud.calls() if c[:2] == ["logging", "metrics"] and c[2] != "describe"]
+    assert verbs == ["update"] * len(METRICS)
