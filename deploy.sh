@@ -862,7 +862,8 @@ monitoring_pubsub_channel() {
   local channels topic="projects/$PROJECT/topics/$TOPIC" agent
   note "step 5b: Cloud Monitoring Pub/Sub notification channel on $TOPIC -> $ALERT_RECIPIENTS"
   find_names channels "" gcloud beta monitoring channels list "${P[@]}" \
-    --filter="type=\"pubsub\" AND labels.topic=\"$topic\"" --format='value(name)'
+    --filter="type=\"pubsub\" AND labels.topic=\"$topic\"" --format='value(name)' ||
+    die "could not list notification channels (is the Monitoring API enabled yet? run again)"
   if ((${#channels[@]} == 0)); then
     run gcloud beta monitoring channels create --type=pubsub \
       --display-name="$PUBSUB_CHANNEL_DISPLAY" --channel-labels="topic=$topic" "${P[@]}"
@@ -965,7 +966,8 @@ policy_json() {
 ensure_policy() {
   local display=$1 json=$2 found
   find_names found "" gcloud alpha monitoring policies list "${P[@]}" \
-    --filter="displayName=\"$display\"" --format='value(name)'
+    --filter="displayName=\"$display\"" --format='value(name)' ||
+    die "could not list alert policies (is the Monitoring API enabled yet? run again)"
   if ((${#found[@]})); then
     run gcloud alpha monitoring policies update "${found[0]}" --policy="$json" "${P[@]}"
   else
@@ -984,7 +986,9 @@ alerts() {
   ALERT_TARGET=$ALERT_CHANNEL
   if [[ -n $ALERT_EMAIL ]]; then
     find_names channels "" gcloud beta monitoring channels list "${P[@]}" \
-      --filter="type=\"email\" AND labels.email_address=\"$ALERT_EMAIL\"" --format='value(name)'
+      --filter="type=\"email\" AND labels.email_address=\"$ALERT_EMAIL\"" \
+      --format='value(name)' ||
+      die "could not list notification channels (is the Monitoring API enabled yet? run again)"
     if ((${#channels[@]})); then
       ALERT_TARGET=${channels[0]}
     else
