@@ -3,7 +3,8 @@
 #
 # Every step describes before it creates, so running it again converges instead of failing.
 # `--dry-run` prints the gcloud commands (one per line, shell-quoted) and touches nothing.
-# `--teardown` deletes what this script created. `--help` lists every variable.
+# `--teardown` deletes what this script created. `replay-dead-letters` sends held dead letters
+# back to the email topic. `--help` lists every variable.
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -11,17 +12,27 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 usage() {
   cat <<'EOF'
 Usage: ./deploy.sh [--dry-run] [--teardown] [VAR=value | --var-name=value]...
+       ./deploy.sh replay-dead-letters [--dry-run] [REPLAY_MAX=N] [VAR=value]...
 
-Deploys smtp-sender (Cloud Run functions, gen2, python312) into one Google Cloud project:
+Deploys smtp-sender (Cloud Run functions, gen2, python313) into one Google Cloud project:
 an HTTP function, a Pub/Sub function with retries and a dead-letter topic, the SMTP secret,
-a least-privilege runtime service account and, on request, a Cloud Scheduler job.
+a least-privilege runtime service account, log-based metrics and, on request, a Cloud
+Scheduler job, a static egress IP, alerts and an outcome topic.
 Safe to run again: every step checks before it creates.
+
+Commands:
+  (none)                deploy or update
+  replay-dead-letters   pull up to REPLAY_MAX messages from DLQ_SUBSCRIPTION and publish each
+                        again to TOPIC with an idempotency_key attribute; a message is acked
+                        only after its publish succeeded (see the comment in deploy.sh for the
+                        key it uses)
 
 Options:
   --dry-run     print every gcloud command it would run, one per line; change nothing
                 (needs no credentials; values only known at run time are shown as LOOKUP_*)
   --teardown    delete what deploy.sh created (functions, topics, scheduler job, secrets,
-                service accounts); APIs stay enabled
+                service accounts, static egress, metrics, alert policies and the channels
+                it made); APIs stay enabled
   -h, --help    this text
 
 Every variable can be set in the environment, as VAR=value, or as --var-name=value
@@ -37,6 +48,7 @@ Where and what:
   SERVICE_ACCOUNT_NAME    runtime service account ID              (default smtp-sender-runtime)
   TRIGGER_ACCOUNT_NAME    service account Eventarc uses to invoke the Pub/Sub function
                                                                   (default smtp-sender-trigger)
+  RUNTIME                 Cloud Run functions runtime                (default python313)
   BUILD_SERVICE_ACCOUNT   optional build service account e-mail, for projects whose default
                           Cloud Build account lacks permissions (passed as --build-service-account)
 
@@ -47,6 +59,14 @@ SMTP credentials (Secret Manager):
                           added only when it differs from the latest one. Unset: keep versions.
   WEBHOOK_SECRET          optional secret name of a bearer/HMAC token for callers outside IAM
   WEBHOOK_SECRET_FILE     optional file (or "-") whose content becomes a WEBHOOK_SECRET version
+  SECRET_LOCATION         a region (e.g. europe-west1): create both secrets as regional secrets
+                          there; the functions get projects/P/locations/L/secrets/S
+                                                                     (default: global secrets)
+  DWD_SERVICE_ACCOUNT     service account e-mail a keyless Google profile signs as (oauth2 flow
+                          google_service_account without "key"); the runtime account gets
+                          roles/iam.serviceAccountTokenCreator on that account only. Found in
+                          SMTP_PROFILE_FILE when that holds such a profile (only this e-mail is
+                          read out of it; nothing else of the profile is ever printed)
 
 Function configuration (become the function's environment; unset = the function's default):
   ALLOWED_RECIPIENTS      comma list of domains/addresses mail may go to
@@ -67,6 +87,15 @@ Function configuration (become the function's environment; unset = the function'
   IDEMPOTENCY_COLLECTION  Firestore collection of the ledger (firestore only)
   FIRESTORE_LOCATION      location if the (default) Firestore database must be created
                           (default: REGION)
+  SMTP_POOL_SIZE          SMTP sessions kept per instance and profile (0 = one per message)
+  SMTP_POOL_IDLE_S        an idle pooled session older than this is closed
+  SMTP_SESSION_MAX_MESSAGES  messages over one session before it is replaced
+  MAX_BATCH               messages in one batch
+  RESULTS_TOPIC           topic (bare name or projects/P/topics/T) for one outcome event per
+                          finished delivery: created if missing, the runtime account may
+                          publish to it, both functions get it
+  ALERT_RECIPIENTS        comma list the Pub/Sub function mails Cloud Monitoring's Pub/Sub
+                          channel notifications to (Pub/Sub function only)
 
 Sizing (see the comments in deploy.sh for why these defaults):
   MEMORY                  memory per instance                        (default 512Mi)
@@ -86,6 +115,29 @@ Pub/Sub:
   MIN_RETRY_DELAY         first redelivery backoff                   (default 10s)
   MAX_RETRY_DELAY         longest redelivery backoff                 (default 600s)
 
+Static egress IP (for SMTP relays that allow-list source addresses):
+  EGRESS                  static = reserve a regional address and send all the functions'
+                          egress through a VPC and Cloud NAT on it; the IP is printed
+                                                                     (default: Google's pool)
+  EGRESS_VPC              direct (Direct VPC egress; gcloud >= 558) | connector (a Serverless
+                          VPC Access connector, 2-3 e2-micro instances that bill while idle)
+                                                                     (default direct)
+  EGRESS_NETWORK          VPC network, created if missing (default smtp-sender-egress; only
+                          that default name is deleted by --teardown)
+  EGRESS_SUBNET_RANGE     the subnet's range; a connector needs a /28
+                                             (default 10.8.0.0/26, connector 10.8.0.0/28)
+
+Metrics and alerts (Cloud Monitoring):
+  METRICS                 true = log-based counters smtp_sender_{sent,partial,rejected,
+                          transient,misconfigured}, labelled by trigger   (default true)
+  ALERT_EMAIL             create an e-mail notification channel to this address and two alert
+                          policies: SMTP misconfigured, dead letters waiting
+  ALERT_CHANNEL           or use an existing channel (projects/P/notificationChannels/N)
+  MONITORING_PUBSUB_CHANNEL  true = a Cloud Monitoring Pub/Sub notification channel on TOPIC
+                          (its service agent may publish there), so alert policies you point at
+                          it are mailed to ALERT_RECIPIENTS by the Pub/Sub function
+                                                                     (default false)
+
 Callers:
   INVOKERS                comma list of principals allowed to call the HTTP function; a bare
                           e-mail means serviceAccount:EMAIL (user:, group: prefixes kept)
@@ -101,6 +153,9 @@ Schedule (optional; nothing is created unless SCHEDULE is set):
 
 Teardown:
   KEEP_SECRETS            true = --teardown leaves the secrets in place (default false)
+
+Replaying dead letters (replay-dead-letters):
+  REPLAY_MAX              most messages one run replays, 1..1000       (default 100)
 EOF
 }
 
@@ -108,10 +163,14 @@ EOF
 
 # Every variable --help documents; only these may be set with --var-name=value / VAR=value.
 KNOWN_VARS=" PROJECT REGION HTTP_FUNCTION PUBSUB_FUNCTION SERVICE_ACCOUNT_NAME TRIGGER_ACCOUNT_NAME
- BUILD_SERVICE_ACCOUNT SMTP_SECRET SMTP_PROFILE_FILE WEBHOOK_SECRET WEBHOOK_SECRET_FILE
+ RUNTIME BUILD_SERVICE_ACCOUNT SMTP_SECRET SMTP_PROFILE_FILE WEBHOOK_SECRET WEBHOOK_SECRET_FILE
+ SECRET_LOCATION DWD_SERVICE_ACCOUNT
  ALLOWED_RECIPIENTS ALLOWED_SENDERS MAX_RECIPIENTS MAX_MESSAGE_BYTES MAX_EVENT_AGE_S
  SMTP_TIMEOUT_S SEND_DEADLINE_S SMTP_PROFILE_CACHE_TTL_S IDEMPOTENCY_TTL_S IDEMPOTENCY_LEASE_S
  TEMPLATES_DIR IDEMPOTENCY_STORE IDEMPOTENCY_COLLECTION FIRESTORE_LOCATION MEMORY CPU
+ SMTP_POOL_SIZE SMTP_POOL_IDLE_S SMTP_SESSION_MAX_MESSAGES MAX_BATCH RESULTS_TOPIC
+ ALERT_RECIPIENTS EGRESS EGRESS_VPC EGRESS_NETWORK EGRESS_SUBNET_RANGE METRICS ALERT_EMAIL
+ ALERT_CHANNEL MONITORING_PUBSUB_CHANNEL REPLAY_MAX
  CONCURRENCY MAX_INSTANCES FUNCTION_TIMEOUT TOPIC DLQ_TOPIC DLQ_SUBSCRIPTION
  MAX_DELIVERY_ATTEMPTS MIN_RETRY_DELAY MAX_RETRY_DELAY INVOKERS PUBLIC_HTTP SCHEDULE
  SCHEDULE_MESSAGE SCHEDULE_MESSAGE_FILE SCHEDULE_TIME_ZONE SCHEDULER_JOB KEEP_SECRETS "
@@ -129,10 +188,12 @@ set_var() {
 
 DRY_RUN=false
 TEARDOWN=false
+REPLAY=false
 while (($#)); do
   case $1 in
     --dry-run) DRY_RUN=true ;;
     --teardown) TEARDOWN=true ;;
+    replay-dead-letters) REPLAY=true ;;
     -h | --help)
       usage
       exit 0
@@ -155,11 +216,15 @@ HTTP_FUNCTION=${HTTP_FUNCTION:-smtp-sender-http}
 PUBSUB_FUNCTION=${PUBSUB_FUNCTION:-smtp-sender-pubsub}
 SERVICE_ACCOUNT_NAME=${SERVICE_ACCOUNT_NAME:-smtp-sender-runtime}
 TRIGGER_ACCOUNT_NAME=${TRIGGER_ACCOUNT_NAME:-smtp-sender-trigger}
+# The newest GA Python runtime of Cloud Run functions (python314 is not everywhere yet).
+RUNTIME=${RUNTIME:-python313}
 BUILD_SERVICE_ACCOUNT=${BUILD_SERVICE_ACCOUNT:-}
 SMTP_SECRET=${SMTP_SECRET:-smtp-profile}
 SMTP_PROFILE_FILE=${SMTP_PROFILE_FILE:-}
 WEBHOOK_SECRET=${WEBHOOK_SECRET:-}
 WEBHOOK_SECRET_FILE=${WEBHOOK_SECRET_FILE:-}
+SECRET_LOCATION=${SECRET_LOCATION:-}
+DWD_SERVICE_ACCOUNT=${DWD_SERVICE_ACCOUNT:-}
 ALLOWED_RECIPIENTS=${ALLOWED_RECIPIENTS:-}
 ALLOWED_SENDERS=${ALLOWED_SENDERS:-}
 MAX_RECIPIENTS=${MAX_RECIPIENTS:-}
@@ -174,6 +239,21 @@ TEMPLATES_DIR=${TEMPLATES_DIR:-}
 IDEMPOTENCY_STORE=${IDEMPOTENCY_STORE:-memory}
 IDEMPOTENCY_COLLECTION=${IDEMPOTENCY_COLLECTION:-}
 FIRESTORE_LOCATION=${FIRESTORE_LOCATION:-$REGION}
+SMTP_POOL_SIZE=${SMTP_POOL_SIZE:-}
+SMTP_POOL_IDLE_S=${SMTP_POOL_IDLE_S:-}
+SMTP_SESSION_MAX_MESSAGES=${SMTP_SESSION_MAX_MESSAGES:-}
+MAX_BATCH=${MAX_BATCH:-}
+RESULTS_TOPIC=${RESULTS_TOPIC:-}
+ALERT_RECIPIENTS=${ALERT_RECIPIENTS:-}
+EGRESS=${EGRESS:-}
+EGRESS_VPC=${EGRESS_VPC:-direct}
+EGRESS_NETWORK=${EGRESS_NETWORK:-smtp-sender-egress}
+EGRESS_SUBNET_RANGE=${EGRESS_SUBNET_RANGE:-}
+METRICS=${METRICS:-true}
+ALERT_EMAIL=${ALERT_EMAIL:-}
+ALERT_CHANNEL=${ALERT_CHANNEL:-}
+MONITORING_PUBSUB_CHANNEL=${MONITORING_PUBSUB_CHANNEL:-false}
+REPLAY_MAX=${REPLAY_MAX:-100}
 # Sizing. The function holds one message in memory several times over while it decodes
 # attachments and builds MIME (a 10 MiB request can mean ~60 MiB of working set), and the
 # Python runtime with gRPC/Jinja2/pydantic loaded is ~120 MiB: 512Mi leaves room for
@@ -231,7 +311,8 @@ for v in SMTP_TIMEOUT_S SEND_DEADLINE_S CONCURRENCY MAX_INSTANCES MAX_DELIVERY_A
   if ! is_uint "${!v}" || ((${!v} == 0)); then die "$v must be a positive integer"; fi
 done
 for v in MAX_RECIPIENTS MAX_MESSAGE_BYTES MAX_EVENT_AGE_S FUNCTION_TIMEOUT \
-  SMTP_PROFILE_CACHE_TTL_S IDEMPOTENCY_TTL_S IDEMPOTENCY_LEASE_S; do
+  SMTP_PROFILE_CACHE_TTL_S IDEMPOTENCY_TTL_S IDEMPOTENCY_LEASE_S SMTP_POOL_SIZE SMTP_POOL_IDLE_S \
+  SMTP_SESSION_MAX_MESSAGES MAX_BATCH; do
   [[ -z ${!v} ]] || is_uint "${!v}" || die "$v must be a whole number"
 done
 ((MAX_DELIVERY_ATTEMPTS >= 5 && MAX_DELIVERY_ATTEMPTS <= 100)) ||
@@ -240,7 +321,9 @@ done
 if ((CONCURRENCY > 1)) && [[ $CPU =~ ^0*(\.[0-9]*)?$ ]]; then
   die "CONCURRENCY > 1 needs CPU >= 1 (a Cloud Run rule); set CONCURRENCY=1 for a fractional CPU"
 fi
-for v in PUBLIC_HTTP KEEP_SECRETS; do is_bool "${!v}" || die "$v must be true or false"; done
+for v in PUBLIC_HTTP KEEP_SECRETS METRICS MONITORING_PUBSUB_CHANNEL; do
+  is_bool "${!v}" || die "$v must be true or false"
+done
 [[ $IDEMPOTENCY_STORE == memory || $IDEMPOTENCY_STORE == firestore ]] ||
   die "IDEMPOTENCY_STORE must be memory or firestore"
 [[ $PUBLIC_HTTP == false || -n $WEBHOOK_SECRET ]] ||
@@ -264,6 +347,103 @@ check_data_file WEBHOOK_SECRET_FILE
 [[ $SMTP_PROFILE_FILE != - || $WEBHOOK_SECRET_FILE != - ]] ||
   die "only one of SMTP_PROFILE_FILE and WEBHOOK_SECRET_FILE can read stdin"
 [[ -z $WEBHOOK_SECRET_FILE || -n $WEBHOOK_SECRET ]] || die "WEBHOOK_SECRET_FILE needs WEBHOOK_SECRET"
+
+# A keyless Google profile (oauth2 flow google_service_account with service_account and no
+# key) has the function's own identity sign the JWT through the IAM Credentials API: the
+# runtime account then needs roles/iam.serviceAccountTokenCreator on that one account. The
+# profile is a secret: python3 reads it locally and prints the service_account e-mail and
+# nothing else (no error text either, which could quote the file). A profile on stdin ("-")
+# cannot be read twice; name the account with DWD_SERVICE_ACCOUNT then.
+keyless_account_of() {
+  python3 - "$1" <<'PY' 2>/dev/null || true
+import json
+import re
+import sys
+
+try:
+    with open(sys.argv[1], encoding="utf-8") as f:
+        profile = json.load(f)
+    oauth2 = profile.get("oauth2") if isinstance(profile, dict) else None
+    if isinstance(oauth2, dict) and oauth2.get("flow") == "google_service_account":
+        account = oauth2.get("service_account")
+        if "key" not in oauth2 and account is not None:
+            ok = isinstance(account, str) and re.fullmatch(
+                r"[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z][a-z0-9.-]*\.gserviceaccount\.com", account
+            )
+            print(account if ok else "INVALID")
+except Exception:
+    pass
+PY
+}
+DWD_TARGET=$DWD_SERVICE_ACCOUNT
+if [[ -z $DWD_TARGET && -n $SMTP_PROFILE_FILE && $SMTP_PROFILE_FILE != - ]]; then
+  command -v python3 >/dev/null ||
+    die "python3 is needed to read SMTP_PROFILE_FILE's oauth2 settings (or set DWD_SERVICE_ACCOUNT)"
+  DWD_TARGET=$(keyless_account_of "$SMTP_PROFILE_FILE")
+  [[ $DWD_TARGET != INVALID ]] ||
+    die "SMTP_PROFILE_FILE: oauth2.service_account is not a service account e-mail"
+fi
+
+# The runtime ID is passed to gcloud as is; only its shape is checked here.
+[[ $RUNTIME =~ ^python3[0-9]+$ ]] || die "RUNTIME '$RUNTIME' is not a Python runtime ID (e.g. python313)"
+[[ -z $SECRET_LOCATION || $SECRET_LOCATION =~ ^[a-z]+-[a-z]+[0-9]+$ ]] ||
+  die "SECRET_LOCATION '$SECRET_LOCATION' is not a region (regional secrets live in one region)"
+
+# One pattern for every service account e-mail deploy.sh is handed (user-managed, Compute or
+# App Engine default accounts).
+SA_EMAIL='^[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z][a-z0-9.-]*\.gserviceaccount\.com$'
+[[ -z $DWD_SERVICE_ACCOUNT || $DWD_SERVICE_ACCOUNT =~ $SA_EMAIL ]] ||
+  die "DWD_SERVICE_ACCOUNT '$DWD_SERVICE_ACCOUNT' is not a service account e-mail"
+
+# RESULTS_TOPIC: a bare name in this project or a full topic path (possibly another project).
+if [[ -n $RESULTS_TOPIC && $RESULTS_TOPIC != projects/* ]]; then
+  RESULTS_TOPIC="projects/$PROJECT/topics/$RESULTS_TOPIC"
+fi
+[[ -z $RESULTS_TOPIC || $RESULTS_TOPIC =~ ^projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/topics/[A-Za-z][A-Za-z0-9_.~+%-]{2,254}$ ]] ||
+  die "RESULTS_TOPIC must be a topic name or projects/P/topics/T"
+[[ $ALERT_RECIPIENTS != *[$' \t\n;']* ]] || die "ALERT_RECIPIENTS is a comma list without spaces"
+if $MONITORING_PUBSUB_CHANNEL; then
+  [[ -n $ALERT_RECIPIENTS ]] ||
+    die "MONITORING_PUBSUB_CHANNEL=true needs ALERT_RECIPIENTS (who gets Cloud Monitoring's notifications)"
+fi
+
+[[ -z $ALERT_EMAIL || -z $ALERT_CHANNEL ]] || die "set only one of ALERT_EMAIL and ALERT_CHANNEL"
+[[ -z $ALERT_EMAIL || $ALERT_EMAIL =~ ^[^@[:space:]\"\',]+@[^@[:space:]\"\',]+\.[^@[:space:]\"\',]+$ ]] ||
+  die "ALERT_EMAIL '$ALERT_EMAIL' is not an e-mail address"
+[[ -z $ALERT_CHANNEL || $ALERT_CHANNEL =~ ^projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/notificationChannels/[0-9]+$ ]] ||
+  die "ALERT_CHANNEL must be projects/P/notificationChannels/N (gcloud beta monitoring channels list)"
+if [[ -n $ALERT_EMAIL || -n $ALERT_CHANNEL ]] && ! $METRICS; then
+  die "the alert policies watch the log-based metrics: ALERT_EMAIL/ALERT_CHANNEL need METRICS=true"
+fi
+
+case $EGRESS in
+  "" | default) EGRESS= ;;
+  static) ;;
+  *) die "EGRESS must be static (or unset for Google's shared egress addresses)" ;;
+esac
+[[ $EGRESS_VPC == direct || $EGRESS_VPC == connector ]] || die "EGRESS_VPC must be direct or connector"
+[[ $EGRESS_NETWORK =~ ^[a-z][a-z0-9-]{0,40}[a-z0-9]$ ]] ||
+  die "EGRESS_NETWORK '$EGRESS_NETWORK' must be [a-z0-9-], at most 42 chars"
+# Direct VPC egress takes Cloud Run's addresses from the subnet in blocks of 16 (a /26 gives
+# room for MAX_INSTANCES well past 5 across revisions); a connector needs exactly a /28.
+if [[ $EGRESS_VPC == connector ]]; then
+  EGRESS_SUBNET_RANGE=${EGRESS_SUBNET_RANGE:-10.8.0.0/28}
+  [[ $EGRESS_SUBNET_RANGE == */28 ]] || die "EGRESS_VPC=connector needs a /28 EGRESS_SUBNET_RANGE"
+else
+  EGRESS_SUBNET_RANGE=${EGRESS_SUBNET_RANGE:-10.8.0.0/26}
+fi
+[[ $EGRESS_SUBNET_RANGE =~ ^([0-9]{1,3}\.){3}[0-9]{1,3}/(2[0-9]|1[0-9])$ ]] ||
+  die "EGRESS_SUBNET_RANGE '$EGRESS_SUBNET_RANGE' is not an IPv4 CIDR range (/10../29)"
+EGRESS_SUBNET="${EGRESS_NETWORK}-${REGION}"
+EGRESS_ROUTER="${EGRESS_NETWORK}-router"
+EGRESS_NAT="${EGRESS_NETWORK}-nat"
+EGRESS_ADDRESS="${EGRESS_NETWORK}-ip"
+EGRESS_CONNECTOR="smtp-sender-egress" # connector names: at most 25 chars
+
+if ! is_uint "$REPLAY_MAX" || ((REPLAY_MAX < 1 || REPLAY_MAX > 1000)); then
+  die "REPLAY_MAX must be 1..1000"
+fi
+! $REPLAY || ! $TEARDOWN || die "replay-dead-letters and --teardown do not go together"
 
 if [[ -n $SCHEDULE ]]; then
   [[ -n $SCHEDULE_MESSAGE || -n $SCHEDULE_MESSAGE_FILE ]] ||
@@ -356,15 +536,62 @@ lookup() {
   printf -v "$var" '%s' "$value"
 }
 
+# Read the names a gcloud list prints (one per line, possibly none) into the array named $1.
+# Under --dry-run the list is printed and the array holds the placeholder $2 (the listing
+# then shows the create or delete a real run performs).
+find_names() {
+  local -n _names=$1
+  local placeholder=$2
+  shift 2
+  local out line
+  _names=()
+  if $DRY_RUN; then
+    quote_cmd "$@"
+    [[ -z $placeholder ]] || _names=("$placeholder")
+    return 0
+  fi
+  out=$("$@") || return 1
+  while IFS= read -r line; do [[ -z $line ]] || _names+=("$line"); done <<<"$out"
+}
+
+# Escape a string for a JSON document built here (inputs are validated names and addresses).
+json_str() {
+  local s=${1//\\/\\\\}
+  printf '"%s"' "${s//\"/\\\"}"
+}
+
 P=(--project="$PROJECT")
 RUNTIME_SA="${SERVICE_ACCOUNT_NAME}@${PROJECT}.iam.gserviceaccount.com"
 TRIGGER_SA="${TRIGGER_ACCOUNT_NAME}@${PROJECT}.iam.gserviceaccount.com"
+# Regional secrets (SECRET_LOCATION) take --location on every `gcloud secrets` command.
+SECRET_LOC=()
+[[ -z $SECRET_LOCATION ]] || SECRET_LOC=(--location="$SECRET_LOCATION")
+METRIC_NAMES=(sent partial rejected transient misconfigured)
+ALERT_POLICY_MISCONFIGURED="smtp-sender: SMTP misconfigured"
+ALERT_POLICY_DEAD_LETTERS="smtp-sender: dead letters waiting"
+ALERT_CHANNEL_DISPLAY="smtp-sender alerts"
+PUBSUB_CHANNEL_DISPLAY="smtp-sender email topic $TOPIC"
+PROJECT_NUMBER=
 
 if ! $DRY_RUN; then
   command -v gcloud >/dev/null || die "gcloud not found: install the Google Cloud CLI"
   # Never stop at an interactive prompt: a prompt reading stdin could eat SMTP_PROFILE_FILE=-.
   export CLOUDSDK_CORE_DISABLE_PROMPTS=1
+  # Direct VPC egress for functions came to gcloud in release 558 (earlier ones reject its
+  # flags): ask this gcloud before anything is created rather than fail at the deploy.
+  if ! $TEARDOWN && ! $REPLAY && [[ $EGRESS == static && $EGRESS_VPC == direct ]] &&
+    ! gcloud functions deploy --help 2>/dev/null | grep -q -- --direct-vpc-egress; then
+    die "this gcloud has no Direct VPC egress for functions (needs 558 or later): update it," \
+      "or set EGRESS_VPC=connector"
+  fi
 fi
+
+# The project number (for Google-managed service agents), read once.
+project_number() {
+  [[ -n $PROJECT_NUMBER ]] ||
+    lookup PROJECT_NUMBER LOOKUP_PROJECT_NUMBER gcloud projects describe "$PROJECT" \
+      --format='value(projectNumber)'
+}
 
 # ---------------------------------------------------------------- steps
 
@@ -374,6 +601,13 @@ enable_apis() {
     secretmanager.googleapis.com iam.googleapis.com)
   [[ -z $SCHEDULE ]] || apis+=(cloudscheduler.googleapis.com)
   [[ $IDEMPOTENCY_STORE != firestore ]] || apis+=(firestore.googleapis.com)
+  [[ -z $DWD_TARGET ]] || apis+=(iamcredentials.googleapis.com)
+  [[ $EGRESS != static ]] || apis+=(compute.googleapis.com)
+  [[ $EGRESS != static || $EGRESS_VPC != connector ]] || apis+=(vpcaccess.googleapis.com)
+  ! $METRICS || apis+=(logging.googleapis.com)
+  if [[ -n $ALERT_EMAIL || -n $ALERT_CHANNEL ]] || $MONITORING_PUBSUB_CHANNEL; then
+    apis+=(monitoring.googleapis.com)
+  fi
   note "step 1: enable the APIs (enabling an enabled API is a no-op)"
   run gcloud services enable "${apis[@]}" "${P[@]}"
 }
@@ -391,38 +625,53 @@ service_accounts() {
   ensure_service_account "$TRIGGER_ACCOUNT_NAME" "$TRIGGER_SA" "smtp-sender Pub/Sub trigger"
 }
 
+# The name the function reads a secret by: global or regional (SECRET_LOCATION).
+secret_resource() {
+  if [[ -n $SECRET_LOCATION ]]; then
+    printf 'projects/%s/locations/%s/secrets/%s' "$PROJECT" "$SECRET_LOCATION" "$1"
+  else
+    printf 'projects/%s/secrets/%s' "$PROJECT" "$1"
+  fi
+}
+
 # Create secret $1 if absent; add a version from file $2 ("-" = stdin) unless the latest
 # version already holds the same bytes; let the runtime account read this secret only.
+# With SECRET_LOCATION the secret is regional: its payload is stored (and only served) in
+# that region, and replication policies do not apply.
 ensure_secret() {
-  local name=$1 file=$2
-  if ! exists gcloud secrets describe "$name" "${P[@]}"; then
-    run gcloud secrets create "$name" --replication-policy=automatic "${P[@]}"
+  local name=$1 file=$2 where=(--replication-policy=automatic)
+  [[ -z $SECRET_LOCATION ]] || where=("${SECRET_LOC[@]}")
+  if ! exists gcloud secrets describe "$name" "${SECRET_LOC[@]}" "${P[@]}"; then
+    run gcloud secrets create "$name" "${where[@]}" "${P[@]}"
   fi
   if [[ -n $file ]]; then
     # The payload travels file -> gcloud by --data-file: never argv, never the process list.
     # A regular file is compared with the latest version (bytes go through a pipe to cmp, and
     # nowhere else) so re-running does not pile up identical versions.
     if [[ $file != - ]] && ! $DRY_RUN &&
-      gcloud secrets versions access latest --secret="$name" "${P[@]}" 2>/dev/null |
-      cmp -s - "$file"; then
+      gcloud secrets versions access latest --secret="$name" "${SECRET_LOC[@]}" "${P[@]}" \
+        2>/dev/null | cmp -s - "$file"; then
       note "secret $name: latest version already matches $file"
     else
       if $DRY_RUN && [[ $file != - ]]; then
         note "(a real run first compares the latest version with the file, through cmp only)"
-        quote_cmd gcloud secrets versions access latest --secret="$name" "${P[@]}"
+        quote_cmd gcloud secrets versions access latest --secret="$name" "${SECRET_LOC[@]}" \
+          "${P[@]}"
       fi
-      run gcloud secrets versions add "$name" --data-file="$file" "${P[@]}"
+      run gcloud secrets versions add "$name" --data-file="$file" "${SECRET_LOC[@]}" "${P[@]}"
     fi
   fi
-  run_retry gcloud secrets add-iam-policy-binding "$name" \
+  run_retry gcloud secrets add-iam-policy-binding "$name" "${SECRET_LOC[@]}" \
     --member="serviceAccount:$RUNTIME_SA" --role=roles/secretmanager.secretAccessor "${P[@]}"
 }
 
 secrets() {
-  note "step 3: secret $SMTP_SECRET (+ accessor for the runtime account on this secret only)"
+  local scope=global
+  [[ -z $SECRET_LOCATION ]] || scope="regional, $SECRET_LOCATION"
+  note "step 3: secret $SMTP_SECRET ($scope; accessor for the runtime account on this secret only)"
   ensure_secret "$SMTP_SECRET" "$SMTP_PROFILE_FILE"
   if [[ -n $WEBHOOK_SECRET ]]; then
-    note "step 3b: webhook token secret $WEBHOOK_SECRET"
+    note "step 3b: webhook token secret $WEBHOOK_SECRET ($scope)"
     ensure_secret "$WEBHOOK_SECRET" "$WEBHOOK_SECRET_FILE"
   fi
 }
@@ -445,20 +694,85 @@ firestore() {
     --database='(default)' --enable-ttl --async "${P[@]}"
 }
 
-# The function's environment, as one --set-env-vars value. The values are comma lists
-# (ALLOWED_RECIPIENTS), so gcloud's alternate delimiter syntax (`gcloud topic escaping`)
-# makes ';' the separator. --set-env-vars replaces the whole environment: what is not
-# set here goes back to the function's default, so the deployment always matches the flags.
+keyless_google() {
+  [[ -n $DWD_TARGET ]] || return 0
+  note "step 3d: keyless Google sign-in: the runtime account may sign JWTs as $DWD_TARGET (that account only)"
+  # Token Creator on the one account carries iam.serviceAccounts.signJwt, which the
+  # google_service_account flow without a key needs; no project-wide role, no key file.
+  run_retry gcloud iam service-accounts add-iam-policy-binding "$DWD_TARGET" \
+    --member="serviceAccount:$RUNTIME_SA" --role=roles/iam.serviceAccountTokenCreator "${P[@]}"
+}
+
+results_topic() {
+  [[ -n $RESULTS_TOPIC ]] || return 0
+  note "step 3e: outcome events topic $RESULTS_TOPIC (the runtime account may publish to it)"
+  if ! exists gcloud pubsub topics describe "$RESULTS_TOPIC" "${P[@]}"; then
+    run gcloud pubsub topics create "$RESULTS_TOPIC" "${P[@]}"
+  fi
+  run_retry gcloud pubsub topics add-iam-policy-binding "$RESULTS_TOPIC" \
+    --member="serviceAccount:$RUNTIME_SA" --role=roles/pubsub.publisher "${P[@]}"
+}
+
+# EGRESS=static. SMTP relays that allow-list by source address (Google Workspace's SMTP relay,
+# company relays) need one fixed address, which Cloud Run's shared egress is not. The
+# functions' traffic goes into a VPC subnet and out through Cloud NAT on a reserved regional
+# address. Direct VPC egress (default) puts the instances on the subnet itself: no idle cost,
+# no extra hop; gcloud supports it for functions since release 558. A Serverless VPC Access
+# connector (EGRESS_VPC=connector) works with older gcloud but runs 2-3 e2-micro instances
+# around the clock. Either way --*egress*=all sends everything (SMTP, the IdP, Google APIs)
+# through the VPC; Private Google Access keeps Google API calls off the NAT.
+egress() {
+  [[ $EGRESS == static ]] || return 0
+  local R=(--region="$REGION")
+  note "step 3f: static egress IP: $EGRESS_NETWORK, subnet $EGRESS_SUBNET_RANGE, address" \
+    "$EGRESS_ADDRESS, Cloud Router + NAT ($EGRESS_VPC)"
+  if ! exists gcloud compute networks describe "$EGRESS_NETWORK" "${P[@]}"; then
+    run gcloud compute networks create "$EGRESS_NETWORK" --subnet-mode=custom "${P[@]}"
+  fi
+  if ! exists gcloud compute networks subnets describe "$EGRESS_SUBNET" "${R[@]}" "${P[@]}"; then
+    run gcloud compute networks subnets create "$EGRESS_SUBNET" --network="$EGRESS_NETWORK" \
+      "${R[@]}" --range="$EGRESS_SUBNET_RANGE" --enable-private-ip-google-access "${P[@]}"
+  fi
+  if ! exists gcloud compute addresses describe "$EGRESS_ADDRESS" "${R[@]}" "${P[@]}"; then
+    run gcloud compute addresses create "$EGRESS_ADDRESS" "${R[@]}" \
+      --description="smtp-sender egress (allow-listed at the SMTP relay)" "${P[@]}"
+  fi
+  if ! exists gcloud compute routers describe "$EGRESS_ROUTER" "${R[@]}" "${P[@]}"; then
+    run gcloud compute routers create "$EGRESS_ROUTER" --network="$EGRESS_NETWORK" "${R[@]}" \
+      "${P[@]}"
+  fi
+  # NAT only for this subnet, only from the reserved address (no auto-allocated extras).
+  if ! exists gcloud compute routers nats describe "$EGRESS_NAT" --router="$EGRESS_ROUTER" \
+    "${R[@]}" "${P[@]}"; then
+    run gcloud compute routers nats create "$EGRESS_NAT" --router="$EGRESS_ROUTER" "${R[@]}" \
+      --nat-external-ip-pool="$EGRESS_ADDRESS" --nat-custom-subnet-ip-ranges="$EGRESS_SUBNET" \
+      "${P[@]}"
+  fi
+  if [[ $EGRESS_VPC == connector ]] &&
+    ! exists gcloud compute networks vpc-access connectors describe "$EGRESS_CONNECTOR" \
+      "${R[@]}" "${P[@]}"; then
+    run gcloud compute networks vpc-access connectors create "$EGRESS_CONNECTOR" "${R[@]}" \
+      --subnet="$EGRESS_SUBNET" --min-instances=2 --max-instances=3 --machine-type=e2-micro \
+      "${P[@]}"
+  fi
+}
+
+# The function's environment, as one --set-env-vars value; "$@" names extra variables for
+# this function only. The values are comma lists (ALLOWED_RECIPIENTS), so gcloud's alternate
+# delimiter syntax (`gcloud topic escaping`) makes ';' the separator. --set-env-vars replaces
+# the whole environment: what is not set here goes back to the function's default, so the
+# deployment always matches the flags.
 env_vars_flag() {
   local pairs=() v joined
-  pairs+=("SMTP_SECRET=projects/$PROJECT/secrets/$SMTP_SECRET")
+  pairs+=("SMTP_SECRET=$(secret_resource "$SMTP_SECRET")")
   pairs+=("GOOGLE_CLOUD_PROJECT=$PROJECT" "SMTP_TIMEOUT_S=$SMTP_TIMEOUT_S")
   pairs+=("SEND_DEADLINE_S=$SEND_DEADLINE_S")
   pairs+=("IDEMPOTENCY_STORE=$IDEMPOTENCY_STORE")
-  [[ -z $WEBHOOK_SECRET ]] || pairs+=("WEBHOOK_SECRET=projects/$PROJECT/secrets/$WEBHOOK_SECRET")
+  [[ -z $WEBHOOK_SECRET ]] || pairs+=("WEBHOOK_SECRET=$(secret_resource "$WEBHOOK_SECRET")")
   for v in ALLOWED_RECIPIENTS ALLOWED_SENDERS MAX_RECIPIENTS MAX_MESSAGE_BYTES \
     MAX_EVENT_AGE_S IDEMPOTENCY_COLLECTION SMTP_PROFILE_CACHE_TTL_S IDEMPOTENCY_TTL_S \
-    IDEMPOTENCY_LEASE_S TEMPLATES_DIR; do
+    IDEMPOTENCY_LEASE_S TEMPLATES_DIR SMTP_POOL_SIZE SMTP_POOL_IDLE_S SMTP_SESSION_MAX_MESSAGES \
+    MAX_BATCH RESULTS_TOPIC "$@"; do
     [[ -z ${!v} ]] || pairs+=("$v=${!v}")
   done
   for v in "${pairs[@]}"; do
@@ -470,19 +784,25 @@ env_vars_flag() {
 
 # Flags both functions share.
 common_deploy_flags() {
-  COMMON=(--gen2 --runtime=python312 --region="$REGION" "${P[@]}" --source="$SCRIPT_DIR"
+  COMMON=(--gen2 --runtime="$RUNTIME" --region="$REGION" "${P[@]}" --source="$SCRIPT_DIR"
     --service-account="$RUNTIME_SA" --memory="$MEMORY" --cpu="$CPU"
     --concurrency="$CONCURRENCY" --max-instances="$MAX_INSTANCES" --min-instances=0
-    --timeout="${FUNCTION_TIMEOUT}s" "$(env_vars_flag)")
+    --timeout="${FUNCTION_TIMEOUT}s")
   [[ -z $BUILD_SERVICE_ACCOUNT ]] ||
     COMMON+=(--build-service-account="projects/$PROJECT/serviceAccounts/$BUILD_SERVICE_ACCOUNT")
+  if [[ $EGRESS == static && $EGRESS_VPC == direct ]]; then
+    COMMON+=(--network="$EGRESS_NETWORK" --subnet="$EGRESS_SUBNET" --direct-vpc-egress=all)
+  elif [[ $EGRESS == static ]]; then
+    COMMON+=(--vpc-connector="projects/$PROJECT/locations/$REGION/connectors/$EGRESS_CONNECTOR"
+      --egress-settings=all)
+  fi
 }
 
 deploy_http() {
   local auth=--no-allow-unauthenticated
   $PUBLIC_HTTP && auth=--allow-unauthenticated
   note "step 4: HTTP function $HTTP_FUNCTION ($auth)"
-  run gcloud functions deploy "$HTTP_FUNCTION" "${COMMON[@]}" \
+  run gcloud functions deploy "$HTTP_FUNCTION" "${COMMON[@]}" "$(env_vars_flag)" \
     --entry-point=send_http --trigger-http "$auth"
 }
 
@@ -493,7 +813,7 @@ ensure_topic() {
 }
 
 deploy_pubsub() {
-  local trigger subscription number agent
+  local trigger subscription agent
   note "step 5: topics $TOPIC + $DLQ_TOPIC, Pub/Sub function $PUBSUB_FUNCTION, dead-lettering"
   ensure_topic "$TOPIC"
   ensure_topic "$DLQ_TOPIC"
@@ -505,7 +825,9 @@ deploy_pubsub() {
   fi
   # --retry: transient failures raise and Pub/Sub redelivers (PRODUCT.md). Ingress
   # internal-only: Eventarc's push is internal traffic; nobody else needs to reach it.
+  # ALERT_RECIPIENTS only here: Cloud Monitoring's Pub/Sub channel arrives on this trigger.
   run gcloud functions deploy "$PUBSUB_FUNCTION" "${COMMON[@]}" \
+    "$(env_vars_flag ALERT_RECIPIENTS)" \
     --entry-point=send_pubsub --trigger-topic="$TOPIC" --retry \
     --trigger-service-account="$TRIGGER_SA" --ingress-settings=internal-only
   run_retry gcloud functions add-invoker-policy-binding "$PUBSUB_FUNCTION" \
@@ -522,13 +844,34 @@ deploy_pubsub() {
     --min-retry-delay="$MIN_RETRY_DELAY" --max-retry-delay="$MAX_RETRY_DELAY" --ack-deadline=600
   # Dead-lettering is done by the Pub/Sub service agent: it must publish to the DLQ topic and
   # acknowledge (subscribe) on the source subscription.
-  lookup number LOOKUP_PROJECT_NUMBER gcloud projects describe "$PROJECT" \
-    --format='value(projectNumber)'
-  agent="serviceAccount:service-${number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+  project_number
+  agent="serviceAccount:service-${PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com"
   run_retry gcloud pubsub topics add-iam-policy-binding "$DLQ_TOPIC" \
     --member="$agent" --role=roles/pubsub.publisher "${P[@]}"
   run_retry gcloud pubsub subscriptions add-iam-policy-binding "$subscription" \
     --member="$agent" --role=roles/pubsub.subscriber "${P[@]}"
+}
+
+# Cloud Monitoring's Pub/Sub notification channel on the email topic: alert policies that use
+# it publish their incident JSON there, and the Pub/Sub function mails it to ALERT_RECIPIENTS.
+# Monitoring publishes as its notification service agent, which needs roles/pubsub.publisher
+# on the topic; the agent exists once the project has a Pub/Sub channel, so the channel comes
+# first and the grant is retried while the agent propagates.
+monitoring_pubsub_channel() {
+  $MONITORING_PUBSUB_CHANNEL || return 0
+  local channels topic="projects/$PROJECT/topics/$TOPIC" agent
+  note "step 5b: Cloud Monitoring Pub/Sub notification channel on $TOPIC -> $ALERT_RECIPIENTS"
+  find_names channels "" gcloud beta monitoring channels list "${P[@]}" \
+    --filter="type=\"pubsub\" AND labels.topic=\"$topic\"" --format='value(name)' ||
+    die "could not list notification channels (is the Monitoring API enabled yet? run again)"
+  if ((${#channels[@]} == 0)); then
+    run gcloud beta monitoring channels create --type=pubsub \
+      --display-name="$PUBSUB_CHANNEL_DISPLAY" --channel-labels="topic=$topic" "${P[@]}"
+  fi
+  project_number
+  agent="serviceAccount:service-${PROJECT_NUMBER}@gcp-sa-monitoring-notification.iam.gserviceaccount.com"
+  run_retry gcloud pubsub topics add-iam-policy-binding "$TOPIC" \
+    --member="$agent" --role=roles/pubsub.publisher "${P[@]}"
 }
 
 schedule() {
@@ -561,16 +904,137 @@ invokers() {
   done
 }
 
+# Log-based metrics from the function's outcome lines (sender/logs.py): "email sent",
+# "email partially sent", and "email not sent" with error rejected | unavailable |
+# misconfigured; each counter carries the line's trigger (http | pubsub) as a label. Cloud Run
+# keeps a JSON line's "message" as jsonPayload.message. The config goes to gcloud on stdin
+# (--config-from-file=-); --dry-run shows it as the "# config:" line above the command.
+metric_config() {
+  local kind=$1 what filter
+  filter="resource.type=\"cloud_run_revision\""
+  filter+=" AND resource.labels.service_name=(\"$HTTP_FUNCTION\" OR \"$PUBSUB_FUNCTION\")"
+  case $kind in
+    sent) what='emails every recipient accepted' filter+=' AND jsonPayload.message="email sent"' ;;
+    partial)
+      what='emails some recipients refused'
+      filter+=' AND jsonPayload.message="email partially sent"'
+      ;;
+    rejected | transient | misconfigured)
+      local error=$kind
+      [[ $kind != transient ]] || error=unavailable
+      what="emails not sent: $kind"
+      filter+=" AND jsonPayload.message=\"email not sent\" AND jsonPayload.error=\"$error\""
+      ;;
+  esac
+  printf '{"description": %s, "filter": %s, ' "$(json_str "smtp-sender: $what, by trigger")" \
+    "$(json_str "$filter")"
+  printf '"metricDescriptor": {"metricKind": "DELTA", "valueType": "INT64", "unit": "1", '
+  printf '"labels": [{"key": "trigger", "valueType": "STRING", "description": "http or pubsub"}]}, '
+  printf '"labelExtractors": {"trigger": "EXTRACT(jsonPayload.trigger)"}}'
+}
+
+metrics() {
+  $METRICS || return 0
+  local kind name config verb
+  note "step 8: log-based metrics smtp_sender_{${METRIC_NAMES[*]}} (by trigger)"
+  for kind in "${METRIC_NAMES[@]}"; do
+    name="smtp_sender_$kind"
+    config=$(metric_config "$kind")
+    verb=create
+    exists gcloud logging metrics describe "$name" "${P[@]}" && verb=update
+    if $DRY_RUN; then note "config: $config"; fi
+    run gcloud logging metrics "$verb" "$name" --config-from-file=- "${P[@]}" <<<"$config"
+  done
+}
+
+# One alert policy as JSON. Threshold conditions over 5-minute windows; a policy closes its
+# incident by itself a day after the condition stops holding.
+policy_json() {
+  local display=$1 condition=$2 filter=$3 aligner=$4 doc=$5
+  printf '{"displayName": %s, "combiner": "OR", ' "$(json_str "$display")"
+  printf '"documentation": {"mimeType": "text/markdown", "content": %s}, ' "$(json_str "$doc")"
+  printf '"conditions": [{"displayName": %s, "conditionThreshold": {"filter": %s, ' \
+    "$(json_str "$condition")" "$(json_str "$filter")"
+  printf '"aggregations": [{"alignmentPeriod": "300s", "perSeriesAligner": "%s", ' "$aligner"
+  printf '"crossSeriesReducer": "REDUCE_SUM"}], "comparison": "COMPARISON_GT", '
+  printf '"thresholdValue": 0, "duration": "0s", "trigger": {"count": 1}}}], '
+  printf '"alertStrategy": {"autoClose": "86400s"}, "notificationChannels": [%s]}' \
+    "$(json_str "$ALERT_TARGET")"
+}
+
+# Create or (same display name) update one alert policy.
+ensure_policy() {
+  local display=$1 json=$2 found
+  find_names found "" gcloud alpha monitoring policies list "${P[@]}" \
+    --filter="displayName=\"$display\"" --format='value(name)' ||
+    die "could not list alert policies (is the Monitoring API enabled yet? run again)"
+  if ((${#found[@]})); then
+    run gcloud alpha monitoring policies update "${found[0]}" --policy="$json" "${P[@]}"
+  else
+    run gcloud alpha monitoring policies create --policy="$json" "${P[@]}"
+  fi
+}
+
+# Two alerts watch the watcher: a misconfigured secret or login (every send fails until an
+# operator acts) and dead letters held in DLQ_SUBSCRIPTION (mail that was given up on). They
+# notify ALERT_EMAIL (a channel made here) or ALERT_CHANNEL, never the email topic itself: an
+# alert about broken sending must not depend on the sending.
+alerts() {
+  [[ -n $ALERT_EMAIL || -n $ALERT_CHANNEL ]] || return 0
+  local channels filter
+  note "step 8b: alert policies (SMTP misconfigured, dead letters waiting) -> ${ALERT_EMAIL:-$ALERT_CHANNEL}"
+  ALERT_TARGET=$ALERT_CHANNEL
+  if [[ -n $ALERT_EMAIL ]]; then
+    find_names channels "" gcloud beta monitoring channels list "${P[@]}" \
+      --filter="type=\"email\" AND labels.email_address=\"$ALERT_EMAIL\"" \
+      --format='value(name)' ||
+      die "could not list notification channels (is the Monitoring API enabled yet? run again)"
+    if ((${#channels[@]})); then
+      ALERT_TARGET=${channels[0]}
+    else
+      # create prints the new channel's name (--format): both policies need it.
+      local create=(gcloud beta monitoring channels create --type=email
+        --display-name="$ALERT_CHANNEL_DISPLAY: $ALERT_EMAIL"
+        --channel-labels="email_address=$ALERT_EMAIL" "${P[@]}" --format='value(name)')
+      if $DRY_RUN; then
+        run "${create[@]}"
+        ALERT_TARGET=LOOKUP_ALERT_CHANNEL
+      else
+        ALERT_TARGET=$(run "${create[@]}")
+        [[ -n $ALERT_TARGET ]] || die "the new notification channel's name was not returned"
+      fi
+    fi
+  fi
+  filter="metric.type=\"logging.googleapis.com/user/smtp_sender_misconfigured\""
+  filter+=" AND resource.type=\"cloud_run_revision\""
+  ensure_policy "$ALERT_POLICY_MISCONFIGURED" "$(policy_json "$ALERT_POLICY_MISCONFIGURED" \
+    "misconfiguration errors logged" "$filter" ALIGN_DELTA \
+    "smtp-sender logged \"email not sent\" with error \"misconfigured\": the SMTP secret is missing, unreadable or malformed, or the login keeps failing. Pub/Sub messages wait for redelivery. Check the function's ERROR lines and run \`python -m sender check\`.")"
+  filter="metric.type=\"pubsub.googleapis.com/subscription/num_undelivered_messages\""
+  filter+=" AND resource.type=\"pubsub_subscription\""
+  filter+=" AND resource.labels.subscription_id=\"$DLQ_SUBSCRIPTION\""
+  ensure_policy "$ALERT_POLICY_DEAD_LETTERS" "$(policy_json "$ALERT_POLICY_DEAD_LETTERS" \
+    "messages held in $DLQ_SUBSCRIPTION" "$filter" ALIGN_MAX \
+    "Messages reached the dead-letter topic $DLQ_TOPIC: delivery was given up after $MAX_DELIVERY_ATTEMPTS attempts. Fix the cause, then run \`./deploy.sh replay-dead-letters PROJECT=$PROJECT\`; the incident closes when $DLQ_SUBSCRIPTION is empty.")"
+}
+
 summary() {
-  local url example
-  note "step 8: how to call it"
+  local url example ip
+  note "step 9: how to call it"
   lookup url LOOKUP_HTTP_URL gcloud functions describe "$HTTP_FUNCTION" --region="$REGION" \
     "${P[@]}" --format='value(serviceConfig.uri)'
+  if [[ $EGRESS == static ]]; then
+    lookup ip LOOKUP_EGRESS_IP gcloud compute addresses describe "$EGRESS_ADDRESS" \
+      --region="$REGION" "${P[@]}" --format='value(address)'
+  fi
   example='{"to": "you@example.com", "subject": "smtp-sender works", "text": "Hello from smtp-sender."}'
   {
     printf '# HTTP URL: %s\n' "$url"
     printf '# Topic:    projects/%s/topics/%s (dead letters: %s, held in %s)\n' \
       "$PROJECT" "$TOPIC" "$DLQ_TOPIC" "$DLQ_SUBSCRIPTION"
+    [[ $EGRESS != static ]] ||
+      printf '# Static egress IP (allow-list it at your SMTP relay): %s\n' "$ip"
+    [[ -z $RESULTS_TOPIC ]] || printf '# Outcome events: %s\n' "$RESULTS_TOPIC"
     printf '# Try it (as a principal with run.invoker):\n'
     printf "curl -sS -X POST %s -H \"Authorization: Bearer \$(gcloud auth print-identity-token)\"" "$url"
     printf " -H 'Content-Type: application/json' -d %s\n" "$(quote_cmd "$example")"
@@ -578,9 +1042,174 @@ summary() {
   }
 }
 
+# ---------------------------------------------------------------- replay-dead-letters
+
+# Republish held dead letters to TOPIC so the Pub/Sub function tries them again, without
+# sending anything twice.
+#
+# The key. Pub/Sub does not forward a dead letter: it wraps the original in a NEW message (new
+# message id) on the dead-letter topic, keeping data, attributes and ordering key and adding
+# CloudPubSubDeadLetterSource{DeliveryCount,Subscription,SubscriptionProject,TopicPublishTime}.
+# The original message id (the CloudEvent id the function keyed its ledger by) is not among
+# them, so the replay sets the attribute idempotency_key (the function takes it as its key,
+# same namespace as event ids) to the most stable identifier there is:
+#   1. the message's own idempotency_key attribute, when it has one (set by the publisher, or
+#      by an earlier replay): the exact key the original deliveries used, so the ledger
+#      answers duplicate for what was sent and sends only what is still owed;
+#   2. otherwise "dead-letter:" + sha256 of the original message — its publish time (from
+#      CloudPubSubDeadLetterSourceTopicPublishTime, as epoch milliseconds), data and
+#      attributes (canonical JSON, Pub/Sub's own CloudPubSubDeadLetter* attributes left out).
+#      Every copy of one original (Pub/Sub may dead-letter a message more than once) and
+#      every rerun of the replay get the same key, so a replay never sends one message twice;
+#      it cannot match the ledger records of the original deliveries, which were keyed by
+#      the lost message id (publishers that set idempotency_key themselves get case 1).
+#   3. without that attribute (not a dead letter): "dead-letter-message:" + the message id.
+# The republished message carries the data and the original attributes (not the
+# CloudPubSubDeadLetter* ones) plus idempotency_key. Its body goes to gcloud through a 0600
+# --flags-file, never argv or the terminal. Each message is acked only after its publish
+# succeeded; when a publish fails, that message and the rest of the batch are handed back at
+# once (ack deadline 0, not acked) and the run stops.
+REPLAY_BATCH=10
+
+# Turn one `pull --format=json` answer ($1) into flags files in $2 (prefix $3) and print one
+# line per message: ack id, flags file (or SKIP: data that is not UTF-8 text cannot go
+# through gcloud's --message), dead letter's message id, key.
+replay_prepare() {
+  python3 - "$@" <<'PY'
+import base64
+import datetime
+import hashlib
+import json
+import os
+import sys
+
+answer, out_dir, prefix = sys.argv[1:4]
+with open(answer, encoding="utf-8") as f:
+    text = f.read().strip()
+received = json.loads(text) if text else []
+DEAD_LETTER_ATTRIBUTE = "CloudPubSubDeadLetter"
+for n, item in enumerate(received):
+    ack_id = item["ackId"]
+    message = item.get("message") or {}
+    message_id = message.get("messageId", "")
+    all_attributes = message.get("attributes") or {}
+    attributes = {k: v for k, v in all_attributes.items() if not k.startswith(DEAD_LETTER_ATTRIBUTE)}
+    data = message.get("data", "")
+    try:
+        body = base64.b64decode(data, validate=True).decode("utf-8")
+    except ValueError:  # binascii.Error and UnicodeDecodeError both are
+        print(f"{ack_id}\tSKIP\t{message_id}\t-")
+        continue
+    key = attributes.get("idempotency_key")
+    published = all_attributes.get(DEAD_LETTER_ATTRIBUTE + "SourceTopicPublishTime")
+    if not key and published:
+        try:
+            when = datetime.datetime.fromisoformat(published.replace("Z", "+00:00"))
+            published_ms: object = round(when.timestamp() * 1000)
+        except ValueError:
+            published_ms = published
+        canonical = json.dumps(
+            {"attributes": attributes, "data": data, "publish_time_ms": published_ms},
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+        key = "dead-letter:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    elif not key:
+        key = "dead-letter-message:" + message_id
+    attributes["idempotency_key"] = key
+    flags = {"--message": body, "--attribute": attributes}
+    if message.get("orderingKey"):
+        flags["--ordering-key"] = message["orderingKey"]
+    path = os.path.join(out_dir, f"{prefix}-{n}.json")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(flags, f, ensure_ascii=False)
+    print(f"{ack_id}\t{path}\t{message_id}\t{key}")
+PY
+}
+
+# Hand messages back to the subscription at once (ack deadline 0): not acked, pullable again.
+replay_release() {
+  (($#)) || return 0
+  local IFS=,
+  run gcloud pubsub subscriptions modify-message-ack-deadline "$DLQ_SUBSCRIPTION" \
+    --ack-ids="$*" --ack-deadline=0 "${P[@]}" >/dev/null ||
+    note "could not hand back $# message(s); they return when their ack deadline passes"
+}
+
+replay_dead_letters() {
+  local S=("$DLQ_SUBSCRIPTION") remaining=$REPLAY_MAX batch n=0 replayed=0 skipped=0 work
+  local lines line ack file id key ack_ids i
+  note "replay-dead-letters: up to $REPLAY_MAX messages from $DLQ_SUBSCRIPTION -> $TOPIC," \
+    "each acked only after its publish succeeded"
+  if $DRY_RUN; then
+    batch=$((remaining < REPLAY_BATCH ? remaining : REPLAY_BATCH))
+    quote_cmd gcloud pubsub subscriptions pull "${S[@]}" --limit="$batch" --format=json "${P[@]}"
+    note "each pulled batch is kept from redelivery while it is replayed:"
+    quote_cmd gcloud pubsub subscriptions modify-message-ack-deadline "${S[@]}" \
+      --ack-ids=LOOKUP_ACK_IDS --ack-deadline=600 "${P[@]}"
+    note "each message: data + attributes + idempotency_key (its own, else dead-letter:SHA256)" \
+      "from a 0600 flags file, then its ack:"
+    quote_cmd gcloud pubsub topics publish "$TOPIC" --flags-file=LOOKUP_MESSAGE_FLAGS_FILE \
+      "${P[@]}"
+    quote_cmd gcloud pubsub subscriptions ack "${S[@]}" --ack-ids=LOOKUP_ACK_ID "${P[@]}"
+    note "a failed publish: that message and the rest of its batch are handed back, not acked:"
+    quote_cmd gcloud pubsub subscriptions modify-message-ack-deadline "${S[@]}" \
+      --ack-ids=LOOKUP_ACK_IDS --ack-deadline=0 "${P[@]}"
+    return 0
+  fi
+  command -v python3 >/dev/null || die "replay-dead-letters needs python3"
+  work=$(mktemp -d)
+  # shellcheck disable=SC2064 # expand now: the directory is known here
+  trap "rm -rf '$work'" EXIT
+  while ((remaining > 0)); do
+    batch=$((remaining < REPLAY_BATCH ? remaining : REPLAY_BATCH))
+    gcloud pubsub subscriptions pull "${S[@]}" --limit="$batch" --format=json "${P[@]}" \
+      >"$work/pull.json" || die "could not pull from $DLQ_SUBSCRIPTION"
+    n=$((n + 1))
+    mapfile -t lines < <(replay_prepare "$work/pull.json" "$work" "batch$n")
+    rm -f "$work/pull.json" # it holds message bodies
+    ((${#lines[@]})) || break
+    ack_ids=()
+    for line in "${lines[@]}"; do ack_ids+=("${line%%$'\t'*}"); done
+    (
+      IFS=,
+      run gcloud pubsub subscriptions modify-message-ack-deadline "${S[@]}" \
+        --ack-ids="${ack_ids[*]}" --ack-deadline=600 "${P[@]}" >/dev/null
+    ) || note "could not extend the batch's ack deadline; a slow replay may see a message twice (keyed: no second email)"
+    for i in "${!lines[@]}"; do
+      IFS=$'\t' read -r ack file id key <<<"${lines[i]}"
+      if [[ $file == SKIP ]]; then
+        note "dead letter $id: data is not UTF-8 text; left in $DLQ_SUBSCRIPTION"
+        skipped=$((skipped + 1))
+        continue
+      fi
+      note "dead letter $id -> $TOPIC with idempotency_key=$key"
+      if ! run gcloud pubsub topics publish "$TOPIC" --flags-file="$file" "${P[@]}" >/dev/null; then
+        rm -f "$work"/batch*
+        replay_release "${ack_ids[@]:i}"
+        die "publishing dead letter $id failed: it and the $((${#lines[@]} - i - 1)) after it" \
+          "stay in $DLQ_SUBSCRIPTION, not acked ($replayed replayed before it)"
+      fi
+      rm -f "$file"
+      if run gcloud pubsub subscriptions ack "${S[@]}" --ack-ids="$ack" "${P[@]}" >/dev/null; then
+        replayed=$((replayed + 1))
+      else
+        note "dead letter $id was published but not acked: a later replay publishes it again" \
+          "with the same key (the function answers duplicate)"
+      fi
+    done
+    remaining=$((remaining - ${#lines[@]}))
+  done
+  note "replayed $replayed dead letter(s); $skipped left in $DLQ_SUBSCRIPTION as not replayable"
+}
+
+# ---------------------------------------------------------------- teardown
+
 teardown() {
   note "teardown: deleting what deploy.sh created in $PROJECT (APIs stay enabled)"
-  local fn topic secret sa
+  local fn topic secret sa kind names name R=(--region="$REGION")
   # The scheduler job is looked for even without SCHEDULE: an earlier run may have made one.
   if present gcloud scheduler jobs describe "$SCHEDULER_JOB" --location="$REGION" "${P[@]}"; then
     run gcloud scheduler jobs delete "$SCHEDULER_JOB" --location="$REGION" "${P[@]}" --quiet
@@ -591,18 +1220,44 @@ teardown() {
       run gcloud functions delete "$fn" --region="$REGION" "${P[@]}" --quiet
     fi
   done
+  # Static egress, looked for even without EGRESS (the address and NAT bill while they exist),
+  # after the functions that use it and in dependency order: connector, router (its NAT goes
+  # with it), address, subnet, network.
+  if present gcloud compute networks vpc-access connectors describe "$EGRESS_CONNECTOR" "${R[@]}" \
+    "${P[@]}"; then
+    run gcloud compute networks vpc-access connectors delete "$EGRESS_CONNECTOR" "${R[@]}" \
+      "${P[@]}" --quiet
+  fi
+  if present gcloud compute routers describe "$EGRESS_ROUTER" "${R[@]}" "${P[@]}"; then
+    run gcloud compute routers delete "$EGRESS_ROUTER" "${R[@]}" "${P[@]}" --quiet
+  fi
+  if present gcloud compute addresses describe "$EGRESS_ADDRESS" "${R[@]}" "${P[@]}"; then
+    run gcloud compute addresses delete "$EGRESS_ADDRESS" "${R[@]}" "${P[@]}" --quiet
+  fi
+  # Cloud Run frees Direct VPC addresses in the subnet some time (up to hours) after the
+  # functions are gone; until then the subnet cannot be deleted: say so, keep going.
+  if present gcloud compute networks subnets describe "$EGRESS_SUBNET" "${R[@]}" "${P[@]}"; then
+    run gcloud compute networks subnets delete "$EGRESS_SUBNET" "${R[@]}" "${P[@]}" --quiet ||
+      note "subnet $EGRESS_SUBNET is still in use (Cloud Run releases its addresses" \
+        "1-2 hours after the functions are deleted): run --teardown again later"
+  fi
+  if [[ $EGRESS_NETWORK == smtp-sender-egress ]] &&
+    present gcloud compute networks describe "$EGRESS_NETWORK" "${P[@]}"; then
+    run gcloud compute networks delete "$EGRESS_NETWORK" "${P[@]}" --quiet ||
+      note "network $EGRESS_NETWORK still has a subnet: run --teardown again later"
+  fi
   if present gcloud pubsub subscriptions describe "$DLQ_SUBSCRIPTION" "${P[@]}"; then
     run gcloud pubsub subscriptions delete "$DLQ_SUBSCRIPTION" "${P[@]}" --quiet
   fi
-  for topic in "$TOPIC" "$DLQ_TOPIC"; do
+  for topic in "$TOPIC" "$DLQ_TOPIC" ${RESULTS_TOPIC:+"$RESULTS_TOPIC"}; do
     if present gcloud pubsub topics describe "$topic" "${P[@]}"; then
       run gcloud pubsub topics delete "$topic" "${P[@]}" --quiet
     fi
   done
   if ! $KEEP_SECRETS; then
     for secret in "$SMTP_SECRET" ${WEBHOOK_SECRET:+"$WEBHOOK_SECRET"}; do
-      if present gcloud secrets describe "$secret" "${P[@]}"; then
-        run gcloud secrets delete "$secret" "${P[@]}" --quiet
+      if present gcloud secrets describe "$secret" "${SECRET_LOC[@]}" "${P[@]}"; then
+        run gcloud secrets delete "$secret" "${SECRET_LOC[@]}" "${P[@]}" --quiet
       fi
     done
   fi
@@ -613,6 +1268,32 @@ teardown() {
       --member="serviceAccount:$RUNTIME_SA" --role=roles/datastore.user --condition=None ||
       note "no datastore.user binding to remove"
   fi
+  if [[ -n $DWD_TARGET ]]; then
+    run gcloud iam service-accounts remove-iam-policy-binding "$DWD_TARGET" \
+      --member="serviceAccount:$RUNTIME_SA" --role=roles/iam.serviceAccountTokenCreator \
+      "${P[@]}" || note "no Token Creator binding on $DWD_TARGET to remove"
+  fi
+  # Monitoring: the policies first (a channel in use cannot be deleted), then the channels
+  # deploy.sh made (by their display names), then the metrics the policies watched.
+  for name in "$ALERT_POLICY_MISCONFIGURED" "$ALERT_POLICY_DEAD_LETTERS"; do
+    find_names names LOOKUP_POLICY gcloud alpha monitoring policies list "${P[@]}" \
+      --filter="displayName=\"$name\"" --format='value(name)' ||
+      note "could not list alert policies (is the Monitoring API enabled?)"
+    for kind in "${names[@]}"; do
+      run gcloud alpha monitoring policies delete "$kind" "${P[@]}" --quiet
+    done
+  done
+  find_names names LOOKUP_CHANNEL gcloud beta monitoring channels list "${P[@]}" \
+    --filter="displayName:\"$ALERT_CHANNEL_DISPLAY\" OR displayName=\"$PUBSUB_CHANNEL_DISPLAY\"" \
+    --format='value(name)' || note "could not list notification channels"
+  for name in "${names[@]}"; do
+    run gcloud beta monitoring channels delete "$name" "${P[@]}" --quiet
+  done
+  for kind in "${METRIC_NAMES[@]}"; do
+    if present gcloud logging metrics describe "smtp_sender_$kind" "${P[@]}"; then
+      run gcloud logging metrics delete "smtp_sender_$kind" "${P[@]}" --quiet
+    fi
+  done
   for sa in "$RUNTIME_SA" "$TRIGGER_SA"; do
     if present gcloud iam service-accounts describe "$sa" "${P[@]}"; then
       run gcloud iam service-accounts delete "$sa" "${P[@]}" --quiet
@@ -629,14 +1310,24 @@ if $TEARDOWN; then
   teardown
   exit 0
 fi
+if $REPLAY; then
+  replay_dead_letters
+  exit 0
+fi
 
 enable_apis
 service_accounts
 secrets
 firestore
+keyless_google
+results_topic
+egress
 common_deploy_flags
 deploy_http
 deploy_pubsub
+monitoring_pubsub_channel
 schedule
 invokers
+metrics
+alerts
 summary

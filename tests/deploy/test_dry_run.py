@@ -152,7 +152,7 @@ def _deploy(run: ScriptRun, name: str) -> dict[str, str]:
 def test_step4_http_function_flags(full_run: ScriptRun) -> None:
     f = _deploy(full_run, "smtp-sender-http")
     assert "--gen2" in f
-    assert f["--runtime"] == "python312"
+    assert f["--runtime"] == "python313"
     assert f["--region"] == "europe-west1"
     assert f["--entry-point"] == "send_http"
     assert "--trigger-http" in f
@@ -203,7 +203,7 @@ def test_step5_topics_then_pubsub_function_with_retry(full_run: ScriptRun) -> No
     assert "--trigger-http" not in f
     assert f["--trigger-service-account"] == TRIGGER_SA
     assert f["--service-account"] == RUNTIME_SA
-    assert f["--runtime"] == "python312"
+    assert f["--runtime"] == "python313"
     assert "--gen2" in f
     assert full_run.index("pubsub", "topics", "create") < full_run.index(
         "functions", "deploy", "smtp-sender-pubsub"

@@ -8,89 +8,21 @@ reaches gcloud through a file or stdin, never through argv.
 from __future__ import annotations
 
 import json
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.deploy.conftest import CANARY, PROJECT
-from tests.deploy.helpers import base_env, flags, run_deploy
-
-# The stand-in: logs argv as JSON, answers describe/lookup calls from its state files, and
-# stores what `secrets versions add` received (from --data-file or stdin).
-FAKE_GCLOUD = """#!{python}
-import json, os, sys
-args = sys.argv[1:]
-state = os.environ["FAKE_STATE"]
-with open(os.path.join(state, "calls.jsonl"), "a", encoding="utf-8") as log:
-    log.write(json.dumps(args) + "\\n")
-exists = os.path.exists(os.path.join(state, "exists"))
-fmt = next((a.split("=", 1)[1] for a in args if a.startswith("--format=")), "")
-answers = {{
-    "value(eventTrigger.trigger)": "projects/p/locations/r/triggers/smtp-sender-pubsub-123",
-    "value(transport.pubsub.subscription)": "projects/p/subscriptions/eventarc-r-sub-123",
-    "value(projectNumber)": "123456789012",
-    "value(serviceConfig.uri)": "https://smtp-sender-http-abc-ew.a.run.app",
-}}
-if fmt in answers:
-    print(answers[fmt])
-    sys.exit(0)
-if args[:3] == ["secrets", "versions", "access"]:
-    latest = os.path.join(state, "latest")
-    if not os.path.exists(latest):
-        sys.exit(1)
-    sys.stdout.buffer.write(open(latest, "rb").read())
-    sys.exit(0)
-if args[:3] == ["secrets", "versions", "add"]:
-    src = next(a.split("=", 1)[1] for a in args if a.startswith("--data-file="))
-    data = sys.stdin.buffer.read() if src == "-" else open(src, "rb").read()
-    open(os.path.join(state, "added"), "ab").write(data)
-    sys.exit(0)
-if "describe" in args:
-    sys.exit(0 if exists else 1)
-sys.exit(0)
-"""
-
-
-@dataclass
-class FakeCloud:
-    state: Path
-    bin_dir: Path
-
-    def calls(self) -> list[list[str]]:
-        log = self.state / "calls.jsonl"
-        if not log.exists():
-            return []
-        return [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
-
-    def reset_log(self) -> None:
-        (self.state / "calls.jsonl").unlink(missing_ok=True)
-
-    def env(self, **extra: str) -> dict[str, str]:
-        return base_env(
-            PATH=f"{self.bin_dir}:/usr/bin:/bin",
-            FAKE_STATE=str(self.state),
-            PROJECT=PROJECT,
-            **extra,
-        )
-
-    @property
-    def added(self) -> bytes:
-        path = self.state / "added"
-        return path.read_bytes() if path.exists() else b""
+from tests.deploy.fake_gcloud import FakeCloud, make_fake_cloud
+from tests.deploy.helpers import flags, run_deploy
 
 
 @pytest.fixture
 def cloud(tmp_path: Path) -> FakeCloud:
-    bin_dir = tmp_path / "bin"
-    state = tmp_path / "state"
-    bin_dir.mkdir()
-    state.mkdir()
-    gcloud = bin_dir / "gcloud"
-    gcloud.write_text(FAKE_GCLOUD.format(python=sys.executable), encoding="utf-8")
-    gcloud.chmod(0o755)
-    return FakeCloud(state, bin_dir)
+    return make_fake_cloud(tmp_path, PROJECT)
+
+
+METRICS = ("sent", "partial", "rejected", "transient", "misconfigured")
 
 
 def _creates(calls: list[list[str]]) -> list[list[str]]:
@@ -161,14 +93,7 @@ def test_profile_from_stdin_reaches_secret_manager_and_never_argv(cloud: FakeClo
 
 def test_a_failing_step_stops_the_run(cloud: FakeCloud) -> None:
     # gcloud refusing to enable the APIs (no permission, no billing) must end the run there.
-    failing = cloud.bin_dir / "gcloud"
-    failing.write_text(
-        failing.read_text(encoding="utf-8").replace(
-            "if fmt in answers:",
-            'if args[:2] == ["services", "enable"]:\n    sys.exit(1)\nif fmt in answers:',
-        ),
-        encoding="utf-8",
-    )
+    (cloud.state / "fail_enable").touch()
     run = run_deploy(env=cloud.env())
     assert run.returncode != 0
     assert [c[:2] for c in cloud.calls()] == [["services", "enable"]]
@@ -190,10 +115,42 @@ def test_teardown_deletes_only_what_exists(cloud: FakeCloud) -> None:
         "scheduler jobs delete smtp-sender-schedule",
         "functions delete smtp-sender-pubsub",
         "functions delete smtp-sender-http",
+        # Static egress goes after the functions that use it, in dependency order.
+        "compute networks vpc-access connectors delete smtp-sender-egress",
+        "compute routers delete smtp-sender-egress-router",
+        "compute addresses delete smtp-sender-egress-ip",
+        "compute networks subnets delete smtp-sender-egress-us-central1",
+        "compute networks delete smtp-sender-egress",
         "pubsub subscriptions delete smtp-send-dead-letter-hold",
         "pubsub topics delete smtp-send",
         "pubsub topics delete smtp-send-dead-letter",
         "secrets delete smtp-profile",
+        # Alert policies and channels are found by name (the stand-in lists none).
+        *(f"logging metrics delete smtp_sender_{kind}" for kind in METRICS),
         f"iam service-accounts delete smtp-sender-runtime@{PROJECT}.iam.gserviceaccount.com",
         f"iam service-accounts delete smtp-sender-trigger@{PROJECT}.iam.gserviceaccount.com",
     ]
+
+
+def test_metrics_reach_gcloud_on_stdin_and_a_rerun_updates_them(cloud: FakeCloud) -> None:
+    run = run_deploy(env=cloud.env(ALERT_EMAIL="oncall@example.com"))
+    assert run.returncode == 0, run.stderr
+    configs = cloud.metric_configs
+    assert sorted(configs) == sorted(f"smtp_sender_{kind}" for kind in METRICS)
+    assert 'jsonPayload.error="misconfigured"' in configs["smtp_sender_misconfigured"]["filter"]
+    # The channel the run created is the one both policies notify.
+    policies = [
+        json.loads(flags(c)["--policy"])
+        for c in cloud.calls()
+        if c[:4] == ["alpha", "monitoring", "policies", "create"]
+    ]
+    assert len(policies) == 2
+    assert all(
+        p["notificationChannels"] == ["projects/p/notificationChannels/42"] for p in policies
+    )
+
+    (cloud.state / "exists").touch()
+    cloud.reset_log()
+    assert run_deploy(env=cloud.env()).returncode == 0
+    verbs = [c[2] for c in cloud.calls() if c[:2] == ["logging", "metrics"] and c[2] != "describe"]
+    assert verbs == ["update"] * len(METRICS)
