@@ -119,6 +119,14 @@ SETTINGS: tuple[Setting, ...] = (
             "a watchdog cuts off even a server that drips bytes (keep it under the function's "
             "timeout)",
             50.0, "50", minimum=1),
+    Setting("SMTP_POOL_SIZE", "smtp_pool_size", "integer",
+            "authenticated SMTP sessions kept per instance and profile (0 = one per message)",
+            4, "4", minimum=0),
+    Setting("SMTP_POOL_IDLE_S", "smtp_pool_idle_s", "number",
+            "an idle pooled session older than this is closed, never reused", 30.0, "30",
+            minimum=0),
+    Setting("SMTP_SESSION_MAX_MESSAGES", "smtp_session_max_messages", "integer",
+            "messages sent over one session before it is replaced", 100, "100", minimum=1),
     # --- who may send what
     Setting("ALLOWED_RECIPIENTS", "allowed_recipients", "list",
             "comma list of domains or addresses; others are refused with 400",
@@ -129,6 +137,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MAX_RECIPIENTS", "max_recipients", "integer", "to+cc+bcc", 50, "50", minimum=1),
     Setting("MAX_MESSAGE_BYTES", "max_message_bytes", "integer",
             "request body and built message", 10 * 1024 * 1024, "10485760", minimum=1024),
+    Setting("MAX_BATCH", "max_batch", "integer", "messages in one batch", 500, "500", minimum=1),
     Setting("MAX_EVENT_AGE_S", "max_event_age_s", "number",
             "Pub/Sub events older than this are dropped", 86_400.0, "86400", minimum=1),
     Setting("TEMPLATES_DIR", "templates_dir", "text",
@@ -178,10 +187,14 @@ class Settings:
     smtp_ca_file: str | None
     smtp_timeout_s: float
     send_deadline_s: float
+    smtp_pool_size: int
+    smtp_pool_idle_s: float
+    smtp_session_max_messages: int
     allowed_recipients: tuple[str, ...] | None
     allowed_senders: tuple[str, ...] | None
     max_recipients: int
     max_message_bytes: int
+    max_batch: int
     max_event_age_s: float
     templates_dir: str | None
     webhook_secret: str | None

@@ -214,6 +214,12 @@ class AddressError(SmtpSenderError, ValueError):
     request field, a 500 for the profile's `from`)."""
 
 
+class StaleSessionError(SmtpSenderError):
+    """A pooled SMTP session turned out closed before MAIL FROM was accepted (nothing was sent).
+
+    Never reaches a caller: the pool replaces the session and sends on a fresh one."""
+
+
 class RedeliveryRequestedError(SmtpSenderError):
     """Raised by the Pub/Sub trigger so that Pub/Sub delivers the event again.
 

@@ -27,6 +27,7 @@ from sender.errors import ConfigurationError
 from sender.ledger import Clock, Ledger
 from sender.ledger_memory import MemoryLedger
 from sender.secrets import ProfileStore, new_secret_manager_client, source_for
+from sender.session_pool import SessionPool
 from sender.templates import new_environment
 from sender.transport import new_tls_context
 from sender.webhook_auth import TokenStore, token_source
@@ -47,9 +48,15 @@ def _get(kind: str, key: Hashable, build: Callable[[], T]) -> T:
 
 
 def reset() -> None:
-    """Forget all warm-instance state (tests; a new instance starts like this)."""
+    """Forget all warm-instance state (tests; a new instance starts like this).
+
+    What holds connections (session pools) is closed on the way out."""
     with _lock:
+        dropped = list(_items.values())
         _items.clear()
+    for item in dropped:
+        if isinstance(item, SessionPool):
+            item.close()
 
 
 def secret_manager_client(emulator_host: str | None) -> Any:
@@ -62,17 +69,21 @@ def _client_factory(settings: Settings) -> Callable[[], Any]:
     return functools.partial(secret_manager_client, settings.secret_manager_emulator_host)
 
 
-def profile_store(settings: Settings) -> ProfileStore:
-    """The store (cache + re-read) of the configured SMTP profile source."""
-    fallback = settings.bare_password_profile()
-    key = (
+def _profile_source_key(settings: Settings) -> Hashable:
+    """What identifies the SMTP profile's source (and the environment a bare password uses)."""
+    return (
         settings.smtp_secret_file,
         settings.smtp_secret,
         settings.google_cloud_project,
         settings.secret_manager_emulator_host,
-        settings.profile_cache_ttl_s,
-        tuple(sorted(fallback.items())),
+        tuple(sorted(settings.bare_password_profile().items())),
     )
+
+
+def profile_store(settings: Settings) -> ProfileStore:
+    """The store (cache + re-read) of the configured SMTP profile source."""
+    fallback = settings.bare_password_profile()
+    key = (_profile_source_key(settings), settings.profile_cache_ttl_s)
     return _get(
         "profile_store",
         key,
@@ -80,6 +91,28 @@ def profile_store(settings: Settings) -> ProfileStore:
             source_for(settings, _client_factory(settings)),
             settings.profile_cache_ttl_s,
             fallback,
+        ),
+    )
+
+
+def session_pool(settings: Settings) -> SessionPool:
+    """The SMTP sessions of the configured profile source (`SMTP_POOL_SIZE` > 0 only).
+
+    The pool itself tells one payload of the secret from the next (a rotation), so one pool per
+    source is enough."""
+    key = (
+        _profile_source_key(settings),
+        settings.smtp_pool_size,
+        settings.smtp_pool_idle_s,
+        settings.smtp_session_max_messages,
+    )
+    return _get(
+        "session_pool",
+        key,
+        lambda: SessionPool(
+            size=settings.smtp_pool_size,
+            idle_s=settings.smtp_pool_idle_s,
+            max_messages=settings.smtp_session_max_messages,
         ),
     )
 

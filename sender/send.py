@@ -22,6 +22,7 @@ from sender.mime import BuiltMessage, Content, build_message
 from sender.outcome import SendResult
 from sender.policy import check_recipients, resolve_from_address
 from sender.profile import SmtpProfile
+from sender.secrets import LoadedProfile
 
 
 def resolve_content(request: EmailRequest, settings: Settings) -> Content:
@@ -65,13 +66,23 @@ def _build(
 
 
 def _deliver(
-    built: BuiltMessage, profile: SmtpProfile, settings: Settings, deadline: Deadline
+    built: BuiltMessage, loaded: LoadedProfile, settings: Settings, deadline: Deadline
 ) -> SendResult:
     try:
         context = instance.tls_context(settings.smtp_ca_file)
-        refused = transport.send(
-            profile, built.envelope, built.data, context=context, deadline=deadline
-        )
+        if settings.smtp_pool_size > 0:
+            refused = instance.session_pool(settings).send(
+                loaded.profile,
+                loaded.fingerprint,
+                built.envelope,
+                built.data,
+                context=context,
+                deadline=deadline,
+            )
+        else:  # one session per message
+            refused = transport.send(
+                loaded.profile, built.envelope, built.data, context=context, deadline=deadline
+            )
     except Exception as exc:  # noqa: BLE001 - classified once, into a SendError
         raise classify(exc) from None
     accepted = [addr for addr in built.envelope.recipients if addr not in refused]
@@ -110,7 +121,7 @@ def send_email(
         recipients=recipients,
     )
     try:
-        return _deliver(built, loaded.profile, settings, deadline)
+        return _deliver(built, loaded, settings, deadline)
     except AuthenticationError:
         logs.auth_failed_rereading_secret()
         fresh, changed = store.reread(loaded, deadline)
@@ -126,4 +137,4 @@ def send_email(
         seed=seed,
         recipients=recipients,
     )
-    return _deliver(built, fresh.profile, settings, deadline)
+    return _deliver(built, fresh, settings, deadline)

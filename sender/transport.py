@@ -14,14 +14,22 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import contextlib
+import select
 import smtplib
 import socket
 import ssl
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from sender.deadline import Deadline
-from sender.errors import ConfigurationError, OutcomeUnknownError, TlsError, TransientError
+from sender.errors import (
+    ConfigurationError,
+    OutcomeUnknownError,
+    StaleSessionError,
+    TlsError,
+    TransientError,
+)
 from sender.mime import Envelope
 from sender.outcome import Refusal, refusals_from
 from sender.profile import SmtpProfile
@@ -212,15 +220,135 @@ def _open(
         _greet(client)
 
 
-def send(
-    profile: SmtpProfile,
-    envelope: Envelope,
-    message: bytes,
-    *,
-    context: ssl.SSLContext,
-    deadline: Deadline,
-) -> dict[str, Refusal]:
-    """Send one message; return the recipients the server refused (empty when all accepted).
+class Session:
+    """One open SMTP session (authenticated when the profile has credentials).
+
+    A session sends one message at a time. After any failure inside a transaction its state is
+    unknown, so it is closed and must not be used again (`usable` turns False); a session that
+    completed its transactions may be reused by a pool (`sender.session_pool`).
+    """
+
+    def __init__(self, client: _Client) -> None:
+        self._client = client
+        self.last_used_at = time.monotonic()  # kept up to date by the pool
+        self.messages_sent = 0
+        self.usable = True
+
+    def looks_closed(self) -> bool:
+        """Whether the server already hung up or spoke unasked (an idle timeout's 421 and FIN).
+
+        A zero-wait poll, no round trip: an idle session must say nothing until we do.
+        """
+        sock = self._client.sock
+        if not self.usable or sock is None:
+            return True
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return True
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
+
+    def send(
+        self, envelope: Envelope, message: bytes, *, deadline: Deadline, reused: bool = False
+    ) -> dict[str, Refusal]:
+        """One transaction: MAIL, RCPT for each recipient, DATA. Returns the refused recipients.
+
+        `reused`: the session served earlier messages, so a server that closed it meanwhile
+        shows up here as a failed MAIL FROM: that raises `StaleSessionError` (nothing was
+        accepted; a fresh session may be tried). After DATA began nothing is ever retried here.
+        """
+        client = self._client
+        client.final_dot_sent = False
+        with _Watchdog(client, deadline) as watchdog:
+            try:
+                _arm(client, deadline)
+                refused = _transaction(client, envelope, message, reused=reused)
+            except BaseException as exc:  # noqa: BLE001 - closed, then re-raised as what it means
+                self.close()
+                raise _failure(exc, client, watchdog, deadline) from None
+        self.messages_sent += 1
+        return refusals_from(refused)
+
+    def quit(self) -> None:
+        """End the session politely (bounded); never raises: the messages are already sent."""
+        if not self.usable:
+            return
+        self.usable = False
+        client = self._client
+        try:
+            client.timeout = _QUIT_TIMEOUT_S
+            if client.sock is not None:
+                client.sock.settimeout(_QUIT_TIMEOUT_S)
+            client.quit()
+        except (smtplib.SMTPException, OSError):
+            client.close()
+
+    def close(self) -> None:
+        """Drop the connection without a word (its state is unknown)."""
+        self.usable = False
+        self._client.close()
+
+
+_QUIT_TIMEOUT_S = 2.0
+
+
+def _failure(
+    exc: BaseException, client: _Client, watchdog: _Watchdog, deadline: Deadline
+) -> BaseException:
+    """What an exception during a session step means, once the session is closed."""
+    lost_reply = isinstance(exc, OSError) and not isinstance(
+        exc,
+        smtplib.SMTPResponseException,  # a reply is the server's verdict
+    )
+    if client.final_dot_sent and lost_reply:
+        # The message went out whole; only the server's verdict was lost.
+        return OutcomeUnknownError(
+            "the connection was lost after the message was sent: the server may have "
+            f"accepted it ({'deadline' if watchdog.fired else type(exc).__name__})"
+        )
+    if watchdog.fired:
+        return deadline.error()
+    return exc
+
+
+def _transaction(
+    client: _Client, envelope: Envelope, message: bytes, *, reused: bool
+) -> dict[str, tuple[int, bytes]]:
+    """MAIL FROM, RCPT TO, DATA, as smtplib's `sendmail` does, with the stage of a failure known.
+
+    The message is 7-bit clean (`sender.mime`), so no 8BITMIME/SMTPUTF8 option is ever needed.
+    """
+    options = [f"SIZE={len(message)}"] if client.has_extn("size") else []
+    try:
+        code, reply = client.mail(envelope.mail_from, options)
+    except (smtplib.SMTPServerDisconnected, OSError):
+        if reused:
+            raise StaleSessionError("the pooled session was closed by the server") from None
+        raise
+    if code != 250:
+        if code == 421 and reused:  # the server's idle timeout, answered to our MAIL
+            raise StaleSessionError("the pooled session was closed by the server")
+        raise smtplib.SMTPSenderRefused(code, reply, envelope.mail_from)
+    refused: dict[str, tuple[int, bytes]] = {}
+    for recipient in envelope.recipients:
+        code, reply = client.rcpt(recipient)
+        if code not in (250, 251):
+            refused[recipient] = (code, reply)
+        if code == 421:  # the server is closing the session: every remaining RCPT would fail
+            raise smtplib.SMTPRecipientsRefused(refused)
+    if len(refused) == len(envelope.recipients):
+        client.rset()  # leave the session clean (it is closed anyway: an error ends it)
+        raise smtplib.SMTPRecipientsRefused(refused)
+    code, reply = client.data(message)
+    if code != 250:
+        raise smtplib.SMTPDataError(code, reply)
+    return refused
+
+
+def open_session(profile: SmtpProfile, *, context: ssl.SSLContext, deadline: Deadline) -> Session:
+    """Connect, secure and authenticate; raises before anything is sent if any of it fails.
 
     `deadline` (`SEND_DEADLINE_S`, steps capped at `SMTP_TIMEOUT_S`) bounds every network step,
     and a `_Watchdog` shuts the socket down when it passes, because a server that drips one byte
@@ -239,28 +367,25 @@ def send(
             if profile.username and profile.password is not None:
                 _arm(client, deadline)
                 _authenticate(client, profile.username, profile.password)
-            _arm(client, deadline)
-            refused = client.sendmail(envelope.mail_from, envelope.recipients, message)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - closed, then re-raised as what it means
             client.close()
-            lost_reply = isinstance(exc, OSError) and not isinstance(
-                exc,
-                smtplib.SMTPResponseException,  # a reply is the server's verdict
-            )
-            if client.final_dot_sent and lost_reply:
-                # The message went out whole; only the server's verdict was lost.
-                raise OutcomeUnknownError(
-                    "the connection was lost after the message was sent: the server may have "
-                    f"accepted it ({'deadline' if watchdog.fired else type(exc).__name__})"
-                ) from None
-            if watchdog.fired:
-                raise deadline.error() from None
-            raise
-    try:  # the server has accepted the message: a failing QUIT must not turn it into an error
-        client.timeout = 2.0
-        if client.sock is not None:
-            client.sock.settimeout(2.0)
-        client.quit()
-    except (smtplib.SMTPException, OSError):
-        client.close()
-    return refusals_from(refused)
+            raise _failure(exc, client, watchdog, deadline) from None
+    return Session(client)
+
+
+def send(
+    profile: SmtpProfile,
+    envelope: Envelope,
+    message: bytes,
+    *,
+    context: ssl.SSLContext,
+    deadline: Deadline,
+) -> dict[str, Refusal]:
+    """One message over a session of its own (no pool): open, send, QUIT.
+
+    Returns the recipients the server refused (empty when all accepted).
+    """
+    session = open_session(profile, context=context, deadline=deadline)
+    refused = session.send(envelope, message, deadline=deadline)
+    session.quit()  # the server has accepted the message: a failing QUIT changes nothing
+    return refused

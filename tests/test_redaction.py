@@ -44,6 +44,7 @@ def test_success_and_auth_failure_leak_nothing_over_http(
 ) -> None:
     ok = http_client.post("/", json=MESSAGE)
     server.set_password(SMTP_USER, NEW_PASSWORD)  # provider rotated, secret did not
+    server.hang_up_idle()  # ... and dropped the session logged in with the old password
     failed = http_client.post("/", json=MESSAGE)
     out, err = capfd.readouterr()
 

@@ -70,6 +70,9 @@ def test_rotated_password_works_on_a_warm_instance_with_exactly_one_reread(
     sender_env: SenderEnv,
     secret_manager: SecretManagerStub,
 ) -> None:
+    # One session per message: a pooled session logged in before the rotation would carry on
+    # (tests/test_session_pool.py covers rotation with a pool).
+    sender_env.set(SMTP_POOL_SIZE="0")
     _send_ok(http_client)
     assert secret_manager.call_count() == 1
 

@@ -43,6 +43,8 @@ def secret_manager() -> Iterator[SecretManagerStub]:
 def _function_env(
     mta: MtaTier, secrets: SecretManagerStub, workdir: Path, **extra: str
 ) -> dict[str, str]:
+    """These tests read each send's own SMTP session in Postfix's log (TLS, AUTH counts), so
+    every send opens one: `SMTP_POOL_SIZE=0` (the pooled path has tests/mta/test_pool_mta.py)."""
     env = function_env(
         secret_manager=secrets.address,
         ca_file=mta.ca_file,
@@ -50,7 +52,8 @@ def _function_env(
         smtp_secret=SECRET_NAME,
         smtp_timeout_s="15",
     )
-    return {**env, **extra}  # FunctionsFrameworkProcess adds the offline-gcloud variables
+    # FunctionsFrameworkProcess adds the offline-gcloud variables.
+    return {**env, "SMTP_POOL_SIZE": "0", **extra}
 
 
 @pytest.fixture(scope="module")

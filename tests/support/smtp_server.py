@@ -24,6 +24,7 @@ Behaviour knobs (all thread-safe, may be changed while running):
 - `disconnect_after_data(times=None)`: read the whole message, then drop the connection without
   replying (the client cannot know whether it was accepted); nothing is recorded as delivered.
 - `stall(at, seconds)`: ``at`` in ``"greeting" | "mail" | "data"``: sleep before answering.
+- `hang_up_idle(reply)`: close every open connection unasked, as an idle timeout does.
 - `clear_faults()`, `clear_records()`.
 
 Records:
@@ -133,6 +134,7 @@ class _State:
         self.data_fault: _Fault | None = None
         self.disconnect_fault: _Fault | None = None
         self.stalls: dict[str, float] = {}
+        self.live: set[_RecordingSMTP] = set()  # connections open right now
         self.messages: list[DeliveredMessage] = []
         self.sessions: list[SessionLog] = []
         self.ids = itertools.count(1)
@@ -169,10 +171,27 @@ class _RecordingSMTP(SMTP):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         upgrading = self._original_transport is not None
         super().connection_made(transport)
+        with self._state.lock:
+            self._state.live.add(self)
         # Called a second time when the STARTTLS handshake completed.
         if upgrading and self.log is not None:
             with self._state.lock:
                 self.log.starttls_done = True
+
+    def connection_lost(self, error: Exception | None) -> None:
+        with self._state.lock:
+            self._state.live.discard(self)
+        super().connection_lost(error)
+
+    def hang_up(self, reply: str | None) -> None:
+        """Say `reply` unasked (a server's idle-timeout 421) and close; on the server's loop."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if reply is not None:
+            assert isinstance(transport, asyncio.WriteTransport)
+            transport.write(reply.encode("ascii") + b"\r\n")
+        transport.close()
 
     async def _handle_client(self) -> None:
         delay = self._state.stalls.get("greeting")
@@ -465,6 +484,21 @@ class SmtpTestServer(StartStop):
             self._state.data_fault = None
             self._state.disconnect_fault = None
             self._state.stalls.clear()
+
+    def hang_up_idle(self, reply: str | None = "421 4.4.2 idle timeout, closing connection") -> int:
+        """Close every open client connection, as a server's idle timeout does (saying `reply`
+        first, or nothing with None). Returns how many were closed."""
+        with self._state.lock:
+            live = list(self._state.live)
+        for protocol in live:
+            self._controller.loop.call_soon_threadsafe(protocol.hang_up, reply)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            with self._state.lock:
+                if not self._state.live & set(live):
+                    break
+            time.sleep(0.01)
+        return len(live)
 
     def clear_records(self) -> None:
         """Forget delivered messages and session logs."""

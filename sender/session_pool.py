@@ -1,0 +1,153 @@
+"""Authenticated SMTP sessions kept while the instance is warm, at most `size` per profile source.
+
+Every email used to pay a TCP connect, a TLS handshake, EHLO and AUTH; a pooled session pays them
+once and then sends one message per MAIL/RCPT/DATA transaction. The rules that keep it correct:
+
+- A session is reused only if it still looks good when it is taken (`Session.looks_closed`, a
+  zero-wait poll: no background thread, because Cloud Run throttles the CPU between requests),
+  is younger than `SMTP_POOL_IDLE_S` since its last use and has sent fewer than
+  `SMTP_SESSION_MAX_MESSAGES`. A server that closed it anyway shows up as a failed MAIL FROM
+  (`StaleSessionError`): nothing was accepted, so the message goes out on a fresh session.
+- Once DATA has begun nothing is resent here; after any failure the session is closed, never
+  returned (its state is unknown). The exactly-once rules decide what happens next.
+- Sessions belong to one profile *payload*: a rotated secret (new fingerprint) closes the old
+  idle ones and never reuses a busy one; an authentication failure empties the pool.
+- At most `size` sessions are open at once; a send that finds none free waits, within its own
+  deadline.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+import threading
+import time
+from collections.abc import Callable
+
+from sender import transport
+from sender.deadline import Deadline
+from sender.errors import StaleSessionError, TransientError
+from sender.mime import Envelope
+from sender.outcome import Refusal
+from sender.profile import SmtpProfile
+from sender.transport import Session
+
+
+class SessionPool:
+    """The sessions of one profile source; thread-safe."""
+
+    def __init__(
+        self,
+        *,
+        size: int,
+        idle_s: float,
+        max_messages: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.size = size
+        self._idle_s = idle_s
+        self._max_messages = max_messages
+        self._clock = clock
+        self._changed = threading.Condition()
+        self._idle: list[Session] = []  # last in, first out: the warmest session first
+        self._open = 0  # idle + in use + being opened
+        self._fingerprint: str | None = None
+        self.opened = 0  # sessions opened over the pool's life (for tests and the benchmark)
+
+    def send(
+        self,
+        profile: SmtpProfile,
+        fingerprint: str,
+        envelope: Envelope,
+        message: bytes,
+        *,
+        context: ssl.SSLContext,
+        deadline: Deadline,
+    ) -> dict[str, Refusal]:
+        """Send over a pooled session of `profile` (whose payload digest is `fingerprint`)."""
+        while True:
+            session = self._checkout(fingerprint, deadline)
+            reused = session is not None
+            try:
+                if session is None:
+                    session = transport.open_session(profile, context=context, deadline=deadline)
+                    self.opened += 1
+                refused = session.send(envelope, message, deadline=deadline, reused=reused)
+            except StaleSessionError:
+                self._forget(session)
+                continue  # nothing was accepted: the next (or a fresh) session takes it
+            except smtplib.SMTPAuthenticationError:
+                self._forget(session)
+                self.drain()  # the credentials every idle session logged in with are suspect
+                raise
+            except BaseException:
+                self._forget(session)
+                raise
+            self._checkin(session, fingerprint)
+            return refused
+
+    def drain(self) -> None:
+        """Close every idle session (credentials refused: none of them may be trusted)."""
+        with self._changed:
+            idle, self._idle = self._idle, []
+            self._open -= len(idle)
+            self._changed.notify_all()
+        for session in idle:
+            session.quit()
+
+    close = drain  # what `sender.instance.reset` calls on everything it drops
+
+    def _usable(self, session: Session, now: float) -> bool:
+        fresh = now - session.last_used_at < self._idle_s
+        return fresh and session.messages_sent < self._max_messages and not session.looks_closed()
+
+    def _checkout(self, fingerprint: str, deadline: Deadline) -> Session | None:
+        """A good idle session, or None with a slot reserved for a new one; waits while all
+        `size` sessions are busy (raising at the deadline)."""
+        retired: list[Session] = []
+        try:
+            with self._changed:
+                if fingerprint != self._fingerprint:  # a rotated secret: none of these may serve
+                    retired += self._idle
+                    self._open -= len(self._idle)
+                    self._idle = []
+                    self._fingerprint = fingerprint
+                while True:
+                    while self._idle:
+                        session = self._idle.pop()
+                        if self._usable(session, self._clock()):
+                            return session
+                        retired.append(session)
+                        self._open -= 1
+                    if self._open < self.size:
+                        self._open += 1
+                        return None
+                    left = deadline.left()
+                    if left <= 0:
+                        raise TransientError(
+                            f"all {self.size} SMTP sessions stayed busy until the send deadline"
+                        )
+                    self._changed.wait(left)
+        finally:
+            for session in retired:  # outside the lock: QUIT may wait on the network
+                session.quit()
+
+    def _checkin(self, session: Session, fingerprint: str) -> None:
+        keep = session.messages_sent < self._max_messages
+        with self._changed:
+            if keep and fingerprint == self._fingerprint:
+                session.last_used_at = self._clock()
+                self._idle.append(session)
+                self._changed.notify()
+                return
+            self._open -= 1
+            self._changed.notify()
+        session.quit()  # used up, or its profile was rotated meanwhile
+
+    def _forget(self, session: Session | None) -> None:
+        """A session that failed (already closed by `Session.send`) or never opened."""
+        if session is not None:
+            session.close()
+        with self._changed:
+            self._open -= 1
+            self._changed.notify()
