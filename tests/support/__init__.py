@@ -4,6 +4,8 @@ Modules (names are stable; other test tiers import them):
 
 - ``tests.support.certs``: a test CA made at test time with trustme (`make_ca`).
 - ``tests.support.smtp_server``: an aiosmtpd server in a thread (`SmtpTestServer`).
+- ``tests.support.fault_server``: a scripted SMTP server on raw sockets that misbehaves on purpose
+  (`FaultServer`, `Script`, `reply`/`drip`/`hang`/`hang_up`), for the fault matrix.
 - ``tests.support.secret_manager_stub``: a plaintext gRPC Secret Manager (`SecretManagerStub`),
   also runnable as ``python -m tests.support.secret_manager_stub``.
 - ``tests.support.ff_process``: functions-framework as a real process (`FunctionsFrameworkProcess`)
