@@ -18,6 +18,9 @@ Fixtures (stable names; other tiers may use them):
 - ``http_client`` / ``event_client``: Flask test clients of ``send_http`` / ``send_pubsub`` built
   by ``functions_framework.create_app`` from ``main.py``.
 - autouse: ``sender.service.reset()`` before and after every test (warm-instance state).
+
+Hypothesis profiles (``ci`` by default, ``explore`` via ``HYPOTHESIS_PROFILE``) are registered
+here, from `tests.support.hypothesis_profiles`.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any
 
 import pytest
 
+from tests.support import hypothesis_profiles
 from tests.support.certs import CertBundle, make_ca, make_untrusted_ca
 from tests.support.constants import CANARY_PASSWORD, SMTP_USER
 from tests.support.env import SenderEnv, function_env
@@ -35,6 +39,8 @@ from tests.support.ff_process import MAIN_PY
 from tests.support.loopback import OFFLINE_ENV
 from tests.support.secret_manager_stub import SecretManagerStub
 from tests.support.smtp_server import SmtpMode, SmtpTestServer
+
+hypothesis_profiles.register()
 
 # Variables a developer's shell could hold that would change what the function does.
 _CLEARED_VARS = (
