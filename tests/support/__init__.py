@@ -6,6 +6,9 @@ Modules (names are stable; other test tiers import them):
 - ``tests.support.smtp_server``: an aiosmtpd server in a thread (`SmtpTestServer`).
 - ``tests.support.fault_server``: a scripted SMTP server on raw sockets that misbehaves on purpose
   (`FaultServer`, `Script`, `reply`/`drip`/`hang`/`hang_up`), for the fault matrix.
+- ``tests.support.load``: concurrent keep-alive HTTP clients and latency summaries for the load
+  run (`run_concurrently`, `Connection`, `Timings`).
+- ``tests.support.hypothesis_profiles``: the ``ci`` / ``explore`` Hypothesis profiles.
 - ``tests.support.secret_manager_stub``: a plaintext gRPC Secret Manager (`SecretManagerStub`),
   also runnable as ``python -m tests.support.secret_manager_stub``.
 - ``tests.support.ff_process``: functions-framework as a real process (`FunctionsFrameworkProcess`)
