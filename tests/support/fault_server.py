@@ -48,8 +48,7 @@ import contextlib
 import socket
 import ssl
 import threading
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Self, get_args
 
@@ -689,13 +688,3 @@ def _plain_username(initial: str) -> str | None:
     except (binascii.Error, ValueError):
         return None
     return parts[1].decode("utf-8", "replace") if len(parts) == 3 else None
-
-
-def wait_until(predicate: Callable[[], bool], timeout_s: float = 5.0) -> bool:
-    """Poll *predicate* until true or *timeout_s* passed (server threads record concurrently)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return bool(predicate())
