@@ -12,7 +12,7 @@ import os
 import re
 import secrets
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -31,6 +31,8 @@ class Envelope:
     rcpt_tos: list[str]
     peer: str
     login: str | None
+    # What chaos mode did to this transaction (refused recipients, a held reply); see chaos.py.
+    chaos: list[str] = field(default_factory=list)
 
 
 class UnknownMessageError(LookupError):
@@ -62,6 +64,7 @@ class Outbox:
                 "rcpt_tos": envelope.rcpt_tos,
                 "peer": envelope.peer,
                 "login": envelope.login,
+                "chaos": envelope.chaos,
             },
             ensure_ascii=False,
             indent=2,
@@ -138,4 +141,5 @@ class Outbox:
             rcpt_tos=[str(r) for r in raw.get("rcpt_tos", [])],
             peer=str(raw.get("peer", "")),
             login=raw.get("login"),
+            chaos=[str(note) for note in raw.get("chaos", [])],
         )

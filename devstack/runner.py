@@ -15,6 +15,7 @@ from pathlib import Path
 from types import FrameType
 
 from devstack import samples, tls
+from devstack.chaos import Chaos
 from devstack.outbox import Envelope, Outbox
 from devstack.processes import FunctionProcess, StartupError, port_in_use
 from devstack.settings import HOST, DevSettings, SettingsError
@@ -93,8 +94,21 @@ def banner(settings: DevSettings, profile: Path) -> str:
             f"  {samples.curl_command(settings.http_url)}",
             "or run `make send-example`. Ctrl-C stops everything.",
             "",
+            *_chaos_lines(settings),
         ]
     )
+
+
+def _chaos_lines(settings: DevSettings) -> list[str]:
+    if settings.chaos is None:
+        return []
+    return [
+        "Chaos mode is on (DEV_SMTP_CHAOS): the SMTP server misbehaves by recipient",
+        *settings.chaos.describe(),
+        "Watch a partial send, then its retry (same key) reach the deferred recipient alone:",
+        f"  {samples.curl_command(settings.http_url, samples.CHAOS_ALERT)}",
+        "",
+    ]
 
 
 def run(settings: DevSettings, stop: threading.Event) -> int:
@@ -143,6 +157,8 @@ def run(settings: DevSettings, stop: threading.Event) -> int:
             username=DEV_USERNAME,
             password=password,
             on_message=on_message,
+            chaos=Chaos(settings.chaos) if settings.chaos is not None else None,
+            on_chaos=prefixed("chaos"),
         )
         smtp.start()
         running.callback(smtp.stop)

@@ -16,6 +16,15 @@ QUICK_ALERT: dict[str, Any] = {
     "text": "db-1: /var is 91% full (threshold 90%).",
 }
 
+#: What the banner suggests in chaos mode: one recipient of each kind, and a key, so that sending
+#: it twice shows the retry reaching the deferred recipient only (see devstack/chaos.py).
+CHAOS_ALERT: dict[str, Any] = {
+    "to": ["ops@example.com", "reject-1@example.com", "defer-1@example.com"],
+    "subject": "Chaos: one accepted, one rejected, one deferred",
+    "text": "Send me twice: the second time only defer-1 gets a copy.",
+    "idempotency_key": "chaos-demo-1",
+}
+
 _CSV = "mount,size_gb,used_gb,used_pct\n/var,200,182,91\n/,50,21,42\n"
 
 
@@ -102,9 +111,9 @@ def pubsub_cloudevent(
     return headers, json.dumps(body).encode("utf-8")
 
 
-def curl_command(url: str) -> str:
-    """A copy-pasteable curl that posts QUICK_ALERT to the HTTP function."""
+def curl_command(url: str, message: dict[str, Any] | None = None) -> str:
+    """A copy-pasteable curl that posts *message* (default QUICK_ALERT) to the HTTP function."""
     return (
         f"curl -sS {shlex.quote(url)} -H 'Content-Type: application/json' "
-        f"-d {shlex.quote(json.dumps(QUICK_ALERT))}"
+        f"-d {shlex.quote(json.dumps(message or QUICK_ALERT, ensure_ascii=False))}"
     )

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devstack import dotenv
+from devstack.chaos import DEFAULT_DEFERRALS, DEFAULT_SLOW_S, ChaosSettings
 
 #: Everything binds here: the stack is for the developer's own machine only.
 HOST = "127.0.0.1"
@@ -24,6 +25,12 @@ DEFAULTS: dict[str, str] = {
     "DEV_OUTBOX_DIR": "outbox",
     "DEV_STATE_DIR": ".state/dev",
 }
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"", "0", "false", "no", "off"}
+MAX_SLOW_S = 600.0
+MAX_DEFERRALS = 100
 
 
 class SettingsError(ValueError):
@@ -42,6 +49,32 @@ def _port(env: Mapping[str, str], name: str) -> int:
     return port
 
 
+def _chaos(env: Mapping[str, str]) -> ChaosSettings | None:
+    """`DEV_SMTP_CHAOS` and its two knobs; None when chaos mode is off."""
+    switch = env.get("DEV_SMTP_CHAOS", "").strip().lower()
+    if switch not in _TRUE | _FALSE:
+        raise SettingsError(f"DEV_SMTP_CHAOS={switch!r} must be 1 or 0 (true/false, yes/no)")
+    if switch in _FALSE:
+        return None
+    raw_slow = env.get("DEV_SMTP_CHAOS_SLOW_S") or f"{DEFAULT_SLOW_S:g}"
+    raw_deferrals = env.get("DEV_SMTP_CHAOS_DEFERRALS") or str(DEFAULT_DEFERRALS)
+    try:
+        slow_s = float(raw_slow)
+    except ValueError:
+        raise SettingsError(f"DEV_SMTP_CHAOS_SLOW_S={raw_slow!r} is not a number") from None
+    if not 0 < slow_s <= MAX_SLOW_S:  # also refuses nan
+        raise SettingsError(f"DEV_SMTP_CHAOS_SLOW_S={raw_slow} is outside 0..{MAX_SLOW_S:g}")
+    try:
+        deferrals = int(raw_deferrals)
+    except ValueError:
+        raise SettingsError(
+            f"DEV_SMTP_CHAOS_DEFERRALS={raw_deferrals!r} is not a whole number"
+        ) from None
+    if not 1 <= deferrals <= MAX_DEFERRALS:
+        raise SettingsError(f"DEV_SMTP_CHAOS_DEFERRALS={deferrals} is outside 1..{MAX_DEFERRALS}")
+    return ChaosSettings(slow_s=slow_s, deferrals=deferrals)
+
+
 @dataclass(frozen=True)
 class DevSettings:
     """The resolved local configuration; `environ` is what the function processes inherit."""
@@ -53,6 +86,7 @@ class DevSettings:
     outbox_dir: Path
     state_dir: Path
     environ: Mapping[str, str]
+    chaos: ChaosSettings | None = None  # DEV_SMTP_CHAOS: see devstack/chaos.py
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> DevSettings:
@@ -72,6 +106,7 @@ class DevSettings:
             outbox_dir=Path(merged.get("DEV_OUTBOX_DIR") or DEFAULTS["DEV_OUTBOX_DIR"]).resolve(),
             state_dir=Path(merged.get("DEV_STATE_DIR") or DEFAULTS["DEV_STATE_DIR"]).resolve(),
             environ=merged,
+            chaos=_chaos(merged),
         )
         ports = settings.ports
         if len(set(ports.values())) != len(ports):

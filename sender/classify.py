@@ -13,6 +13,7 @@ import ssl
 
 from sender.errors import (
     AuthenticationError,
+    ConfigurationError,
     RejectedError,
     SendError,
     TlsError,
@@ -44,6 +45,14 @@ def classify(exc: BaseException) -> SendError:  # noqa: PLR0911, PLR0912 - a bra
         return AuthenticationError(
             "the SMTP server refused the credentials", smtp_code=exc.smtp_code, smtp_message=message
         )
+    if isinstance(exc, smtplib.SMTPSenderRefused) and exc.smtp_code == 530:
+        # RFC 4954: authentication required. The profile lacks the credentials the server
+        # wants, which no retry of this message fixes and an operator must (keep the alert).
+        return ConfigurationError(
+            "the SMTP server requires authentication: add username and password to the profile",
+            smtp_code=exc.smtp_code,
+            smtp_message=reply_text(exc.smtp_error),
+        )
     if isinstance(exc, smtplib.SMTPSenderRefused):
         return _by_code(exc.smtp_code, "the sender address was refused", reply_text(exc.smtp_error))
     if isinstance(exc, smtplib.SMTPDataError):
@@ -59,6 +68,8 @@ def classify(exc: BaseException) -> SendError:  # noqa: PLR0911, PLR0912 - a bra
             exc.smtp_code, "the SMTP server refused EHLO and HELO", reply_text(exc.smtp_error)
         )
     if isinstance(exc, smtplib.SMTPServerDisconnected):
+        if "timed out" in str(exc):  # smtplib's own text when a read timed out
+            return TransientError("the SMTP server did not answer in time")
         return TransientError("the SMTP server closed the connection")
     if isinstance(exc, smtplib.SMTPResponseException):
         return _by_code(

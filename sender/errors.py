@@ -174,9 +174,6 @@ class ConfigurationError(SendError):
     disposition = Disposition.MISCONFIGURED
     http_status = 500
 
-    def response_body(self) -> dict[str, Any]:
-        return {"error": "misconfigured", "detail": self.reason}
-
 
 class AuthenticationError(ConfigurationError):
     """The server refused our credentials (535 and friends) — a rotated or wrong password."""

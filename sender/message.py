@@ -177,6 +177,18 @@ class EmailRequest(BaseModel):
     def _key(cls, value: str | None) -> str | None:
         return None if value is None else _single_line(value, "the idempotency key")
 
+    @field_validator("headers")
+    @classmethod
+    def _headers_once(cls, value: dict[str, str]) -> dict[str, str]:
+        seen: set[str] = set()
+        for name in value:
+            if name.lower() in seen:  # header names are case-insensitive: X-A and x-a are one
+                raise PydanticCustomError(
+                    "header_repeated", "{name} is given twice (names ignore case)", {"name": name}
+                )
+            seen.add(name.lower())
+        return value
+
     @model_validator(mode="after")
     def _has_content(self) -> EmailRequest:
         if self.text is None and self.html is None and self.template is None:

@@ -298,9 +298,9 @@ def _failure(
     exc: BaseException, client: _Client, watchdog: _Watchdog, deadline: Deadline
 ) -> BaseException:
     """What an exception during a session step means, once the session is closed."""
-    lost_reply = isinstance(exc, OSError) and not isinstance(
-        exc,
-        smtplib.SMTPResponseException,  # a reply is the server's verdict
+    # A reply is the server's verdict, unless the watchdog cut it short (a partial "25").
+    lost_reply = watchdog.fired or (
+        isinstance(exc, OSError) and not isinstance(exc, smtplib.SMTPResponseException)
     )
     if client.final_dot_sent and lost_reply:
         # The message went out whole; only the server's verdict was lost.
@@ -339,7 +339,8 @@ def _transaction(
         if code == 421:  # the server is closing the session: every remaining RCPT would fail
             raise smtplib.SMTPRecipientsRefused(refused)
     if len(refused) == len(envelope.recipients):
-        client.rset()  # leave the session clean (it is closed anyway: an error ends it)
+        # No RSET: an error ends the session anyway, and a server that never answers RSET must
+        # not turn "every recipient refused" into a timeout.
         raise smtplib.SMTPRecipientsRefused(refused)
     code, reply = client.data(message)
     if code != 250:

@@ -18,6 +18,9 @@ Fixtures (stable names; other tiers may use them):
 - ``http_client`` / ``event_client``: Flask test clients of ``send_http`` / ``send_pubsub`` built
   by ``functions_framework.create_app`` from ``main.py``.
 - autouse: ``sender.instance.reset()`` before and after every test (warm-instance state).
+
+Hypothesis profiles (``ci`` by default, ``explore`` via ``HYPOTHESIS_PROFILE``) are registered
+here, from `tests.support.hypothesis_profiles`.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any
 import pytest
 
 from sender.config import variable_names
+from tests.support import hypothesis_profiles
 from tests.support.certs import CertBundle, make_ca, make_untrusted_ca
 from tests.support.constants import CANARY_PASSWORD, SMTP_USER
 from tests.support.emulators import Emulator, run_for_session, startup_lines
@@ -37,6 +41,8 @@ from tests.support.ff_process import MAIN_PY
 from tests.support.loopback import OFFLINE_ENV
 from tests.support.secret_manager_stub import SecretManagerStub
 from tests.support.smtp_server import SmtpMode, SmtpTestServer
+
+hypothesis_profiles.register()
 
 
 @pytest.fixture(scope="session")

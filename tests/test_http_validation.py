@@ -187,6 +187,16 @@ def test_a_repeated_json_key_is_400_naming_it(
     assert resp.get_json()["details"][0]["field"] == field
 
 
+def test_a_header_name_given_twice_in_different_case_is_400(
+    http_client: Any, server: SmtpTestServer
+) -> None:
+    message = {**VALID, "headers": {"X-Ticket": "1", "x-ticket": "2"}}
+    resp = http_client.post("/", json=message)
+
+    _assert_refused(resp, 400, server)
+    assert resp.get_json()["details"][0]["field"] == "headers"
+
+
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
 def test_non_json_content_type_is_415(
     http_client: Any, server: SmtpTestServer, content_type: str | None

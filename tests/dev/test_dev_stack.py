@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from devstack import samples
 from devstack.settings import HOST
 from tests.support.loopback import OFFLINE_ENV, free_ports
 
@@ -60,7 +61,7 @@ def _port_free(port: int) -> bool:
 
 
 class Stack:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, extra_env: dict[str, str] | None = None) -> None:
         self.workdir = workdir
         names = ("HTTP", "EVENT", "OUTBOX", "SMTP")
         self.ports = dict(zip(names, free_ports(len(names)), strict=True))
@@ -70,6 +71,7 @@ class Stack:
             **OFFLINE_ENV,
             "PYTHONPATH": str(REPO),
             **{f"DEV_{name}_PORT": str(port) for name, port in self.ports.items()},
+            **(extra_env or {}),
         }
         with open(self.log, "wb") as out:
             # cwd is a scratch directory: no .env of the developer's, and ./outbox lands here.
@@ -106,16 +108,27 @@ class Stack:
                 os.kill(pid, signal.SIGKILL)
 
 
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
+def _running(workdir: Path, extra_env: dict[str, str] | None = None) -> Iterator[Stack]:
     if not (REPO / "main.py").is_file():
         pytest.skip("main.py (the function) is not in the tree yet")
-    running = Stack(tmp_path)
+    running = Stack(workdir, extra_env)
     try:
         running.wait_ready()
         yield running
     finally:
         running.kill_leftovers()
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    yield from _running(tmp_path)
+
+
+@pytest.fixture
+def chaos_stack(tmp_path: Path) -> Iterator[Stack]:
+    """`make dev` with chaos mode switched on in `.env`, as README tells a user to."""
+    (tmp_path / ".env").write_text("DEV_SMTP_CHAOS=1\n", encoding="utf-8")
+    yield from _running(tmp_path)
 
 
 def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
@@ -217,3 +230,22 @@ def test_no_function_server_outlives_a_killed_stack(stack: Stack) -> None:
             assert time.monotonic() < deadline, f"the {name} function outlived devstack"
             time.sleep(0.2)
         assert _port_free(stack.ports[name])
+
+
+def test_chaos_mode_from_dotenv_shows_a_partial_send_and_its_retry(chaos_stack: Stack) -> None:
+    """README's chaos walk-through: the banner's curl twice, then the outbox."""
+    assert "Chaos mode is on" in chaos_stack.output()
+    request = json.dumps(samples.CHAOS_ALERT).encode()
+    headers = {"Content-Type": "application/json"}
+    first_status, first = _post(chaos_stack.url("HTTP"), request, headers)
+    second_status, _ = _post(chaos_stack.url("HTTP"), request, headers)
+
+    assert first_status == 200
+    refused = json.loads(first)["refused"]
+    assert refused["reject-1@example.com"]["code"] == 550
+    assert refused["defer-1@example.com"]["code"] == 450
+    assert second_status == 200
+    envelopes = sorted((chaos_stack.workdir / "outbox").glob("*.envelope.json"))
+    delivered = [json.loads(path.read_text())["rcpt_tos"] for path in envelopes]
+    assert delivered == [["ops@example.com"], ["defer-1@example.com"]], chaos_stack.output()
+    assert "chaos  | reject-1@example.com refused: 550" in chaos_stack.output()

@@ -5,6 +5,11 @@ Conftests only wire these into fixtures; tests import from here, never from a co
 - ``certs``: a test CA made at test time with trustme (`make_ca`, `make_untrusted_ca`).
 - ``smtp_server``: an aiosmtpd server with TLS/STARTTLS/AUTH and fault injection
   (`SmtpTestServer`).
+- ``fault_server``: a scripted SMTP server on raw sockets that misbehaves on purpose
+  (`FaultServer`, `Script`, `reply`/`drip`/`hang`/`hang_up`), for the fault matrix.
+- ``load``: concurrent keep-alive HTTP clients and latency summaries for the load run
+  (`run_concurrently`, `Connection`, `Timings`).
+- ``hypothesis_profiles``: the ``ci`` / ``explore`` Hypothesis profiles.
 - ``secret_manager_stub``: a plaintext gRPC Secret Manager that the real client talks to
   (`SecretManagerStub`), also runnable as ``python -m tests.support.secret_manager_stub``.
 - ``ff_process``: functions-framework as a real process (`FunctionsFrameworkProcess`), bounded
