@@ -38,6 +38,7 @@ class _Flight:
     done: threading.Event = field(default_factory=threading.Event)
     token: AccessToken | None = None
     error: BaseException | None = None
+    waiting: int = 0
 
 
 class TokenCache:
@@ -88,7 +89,13 @@ class TokenCache:
                     daemon=True,
                 )
                 worker.start()
-        if not flight.done.wait(max(deadline_s, 0.0)):
+            flight.waiting += 1
+        try:
+            finished = flight.done.wait(max(deadline_s, 0.0))
+        finally:
+            with self._lock:
+                flight.waiting -= 1
+        if not finished:
             raise IdentityProviderUnavailable(
                 flow, "the identity provider did not answer within the send deadline"
             )
@@ -122,6 +129,12 @@ class TokenCache:
                     self._entries[key] = _Entry(token, fresh_until)
                 flight.token = token
         flight.done.set()
+
+    def waiting(self, key: Hashable) -> int:
+        """How many callers wait for *key*'s fetch in flight right now (0 when none runs)."""
+        with self._lock:
+            flight = self._flights.get(key)
+            return flight.waiting if flight is not None else 0
 
     def invalidate(self, key: Hashable, token: AccessToken | None = None) -> None:
         """Forget *key*'s token (the server refused it). With *token*, only if that is still

@@ -8,7 +8,6 @@ free-text description, a URL with a query, a client secret or a token.
 from __future__ import annotations
 
 import re
-import socket
 import ssl
 from collections.abc import Iterable
 
@@ -89,7 +88,7 @@ def _network_reason(exc: BaseException) -> str:
             "TLS to the identity provider failed (certificate not trusted? "
             "OAUTH_CA_FILE names an extra CA for a private identity provider)"
         )
-    if isinstance(exc, requests.exceptions.Timeout | socket.timeout | TimeoutError):
+    if isinstance(exc, requests.exceptions.Timeout | TimeoutError):
         return "the identity provider did not answer in time"
     if isinstance(exc, requests.exceptions.HTTPError) and exc.response is not None:
         return f"the identity provider answered HTTP {exc.response.status_code}"
