@@ -71,7 +71,7 @@ class _RecordingRequest(google.auth.transport.requests.Request):
         method: Any = "GET",
         body: Any = None,
         headers: Any = None,
-        timeout: Any = google.auth.transport.requests._DEFAULT_TIMEOUT,
+        timeout: Any = None,  # our adapter bounds every request by the fetch's budget anyway
         **kwargs: Any,
     ) -> Any:
         response = super().__call__(url, method, body, headers, timeout, **kwargs)  # type: ignore[no-untyped-call]

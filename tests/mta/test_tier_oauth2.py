@@ -252,6 +252,23 @@ def test_a_token_for_another_mailbox_or_an_expired_one_is_refused(
     assert client.docmd("")[0] == 535
 
 
+def test_an_introspection_endpoint_in_trouble_is_a_535_too(
+    mta: MtaTier, accounts: dict[str, Any], session_factory: Any
+) -> None:
+    """Dovecot sees a temporary failure, but Postfix answers 535 all the same: a client cannot
+    tell "IdP down at the provider" from "token refused" by the reply code."""
+    token = _token(mta, accounts["refresh_token"])
+    mta.idp.fail("introspect", 503)
+    client = session_factory("ssl")
+    code, reply = _auth(client, "XOAUTH2", mta.user, token)
+    if code == 334:
+        code, reply = client.docmd("")
+    assert code == 535, reply
+    mta.idp.clear_faults()
+    client = session_factory("ssl")
+    assert _auth(client, "XOAUTH2", mta.user, token)[0] == 235
+
+
 def test_password_accounts_keep_working_beside_oauth2(mta: MtaTier, session_factory: Any) -> None:
     client = session_factory("ssl")
     assert client.esmtp_features["auth"].split() == ["PLAIN", "LOGIN", "XOAUTH2", "OAUTHBEARER"]

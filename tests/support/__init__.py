@@ -16,4 +16,13 @@ Modules (names are stable; other test tiers import them):
   the ``sender_env`` fixture's type, and the names and values the fixtures agree on.
 - ``tests.support.loopback``: the offline-gcloud environment (`OFFLINE_ENV`) and `free_port`.
 - ``tests.support.lifecycle``: `StartStop`, the ``with`` protocol the servers above share.
+- ``tests.support.fake_idp``: a fake identity provider (`FakeIdP`: Entra discovery and token,
+  Google token, IAM signBlob/signJwt, GCE metadata, RFC 7662 introspection) that MSAL and
+  google-auth talk to unchanged, with faults, revocation and request counts.
+- ``tests.support.connect_proxy``: a CONNECT proxy (`ConnectProxy`) that tunnels fixed public
+  hosts (Google's IAM and token hosts, Entra's login host) to the fake IdP and refuses the rest.
+- ``tests.support.jwt_rs256``: RS256 JWT signing and checking for the fake IdP (`cryptography`
+  only, independent of the libraries under test).
+- ``tests.support.oauth_fetch``: `fetch_in_process`, one token fetch in a child process with a
+  function's environment (the keyless flow needs the metadata server from process start).
 """
