@@ -17,19 +17,6 @@ import requests
 
 from sender.outcome import ConfigurationError, SendError, TransientError
 
-# RFC 6749 section 5.2 codes that mean "the request will never work as configured".
-CONFIGURATION_CODES = frozenset(
-    {
-        "invalid_client",
-        "unauthorized_client",
-        "invalid_grant",
-        "invalid_scope",
-        "invalid_request",
-        "unsupported_grant_type",
-        "access_denied",
-        "invalid_resource",  # Entra: the scope's resource is unknown in this tenant
-    }
-)
 # Codes that say "not now" (RFC 6749 temporarily_unavailable, Google's internal_failure).
 TRANSIENT_CODES = frozenset(
     {"temporarily_unavailable", "server_error", "internal_failure", "slow_down"}
@@ -71,7 +58,13 @@ def _aadsts(error_codes: object) -> str:
 def from_error_response(
     flow: str, code: object, *, retryable: bool = False, aadsts: object = None
 ) -> SendError:
-    """An OAuth2 error answer (``{"error": code, ...}``) as the error the function reports."""
+    """An OAuth2 error answer (``{"error": code, ...}``) as the error the function reports.
+
+    "Not now" codes (or a *retryable* answer) are transient; every other code, above all the
+    RFC 6749 section 5.2 ones (``invalid_client``, ``unauthorized_client``, ``invalid_grant``,
+    ``invalid_scope``, ``invalid_request``, ``unsupported_grant_type``) is a refusal that only an
+    operator can fix.
+    """
     name = safe_code(code)
     if retryable or name in TRANSIENT_CODES:
         return IdentityProviderUnavailable(
