@@ -18,7 +18,8 @@ Modules (names are stable; other test tiers import them):
 - ``tests.support.lifecycle``: `StartStop`, the ``with`` protocol the servers above share.
 - ``tests.support.fake_idp``: a fake identity provider (`FakeIdP`: Entra discovery and token,
   Google token, IAM signBlob/signJwt, GCE metadata, RFC 7662 introspection) that MSAL and
-  google-auth talk to unchanged, with faults, revocation and request counts.
+  google-auth talk to unchanged, with faults, revocation and request counts; what it knows and
+  how it routes requests is ``tests.support.idp_model``.
 - ``tests.support.connect_proxy``: a CONNECT proxy (`ConnectProxy`) that tunnels fixed public
   hosts (Google's IAM and token hosts, Entra's login host) to the fake IdP and refuses the rest.
 - ``tests.support.jwt_rs256``: RS256 JWT signing and checking for the fake IdP (`cryptography`

@@ -40,167 +40,44 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Literal, Self
-from urllib.parse import parse_qs, unquote, urlsplit
+from typing import Any, Self
+from urllib.parse import parse_qs
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.support import jwt_rs256
 from tests.support.certs import CertBundle, make_ca
 from tests.support.connect_proxy import ConnectProxy
+from tests.support.idp_model import (
+    CLOUD_PLATFORM_SCOPE,
+    ENTRA_TOKEN_CHARS,
+    GOOGLE_MAIL_SCOPE,
+    GOOGLE_TOKEN_URL,
+    HANG_LIMIT_S,
+    JWT_GRANT,
+    MAIL_SCOPES,
+    MICROSOFT_SCOPE,
+    PUBLIC_HOSTS,
+    Endpoint,
+    EntraApp,
+    Fault,
+    Hit,
+    IssuedToken,
+    RefreshGrant,
+    Reply,
+    ServiceAccount,
+    TokenFlow,
+    flow_of,
+    google_api_error,
+    metadata_route,
+    oauth_error,
+    route,
+)
 from tests.support.lifecycle import StartStop
 
-Endpoint = Literal[
-    "entra_discovery",
-    "entra_token",
-    "google_token",
-    "sign_blob",
-    "sign_jwt",
-    "metadata",
-    "metadata_token",
-    "introspect",
-]
-# The token flows a request is counted under (the function's three, plus its own identity).
-TokenFlow = Literal["microsoft", "google_service_account", "refresh_token", "metadata"]
-
-GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token"
-GOOGLE_MAIL_SCOPE = "https://mail.google.com/"
-MICROSOFT_SCOPE = "https://outlook.office365.com/.default"
-CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
-PUBLIC_HOSTS = (
-    "iamcredentials.googleapis.com",
-    "oauth2.googleapis.com",
-    "login.microsoftonline.com",
-)
-# Scopes whose tokens the mail server (via introspection) accepts.
-MAIL_SCOPES = frozenset({GOOGLE_MAIL_SCOPE, MICROSOFT_SCOPE})
-ENTRA_TOKEN_CHARS = 2400
-_JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
-_HANG_LIMIT_S = 120.0
-# Entra's error numbers for the refusals it plays (the AADSTS codes users search for).
-_AADSTS = {
-    "invalid_client": 7000215,
-    "unauthorized_client": 700016,
-    "invalid_scope": 1002012,
-    "invalid_grant": 50173,
-    "invalid_request": 900144,
-}
-
-
-# --- what the IdP knows -----------------------------------------------------------------------
-
-
-@dataclass
-class EntraApp:
-    tenant: str
-    client_id: str
-    client_secret: str
-    # The mailbox Exchange lets this app send as (Add-MailboxPermission in real life).
-    mailbox: str
-    tenant_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-
-
-@dataclass
-class ServiceAccount:
-    email: str
-    key: rsa.RSAPrivateKey
-    key_id: str
-    delegated_scopes: frozenset[str]
-    # Identities allowed to sign as this account (roles/iam.serviceAccountTokenCreator).
-    token_creators: set[str] = field(default_factory=set)
-
-    def key_info(self, token_uri: str = GOOGLE_TOKEN_URL) -> dict[str, str]:
-        """The JSON key file Google would let you download for this account."""
-        pem = self.key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ).decode("ascii")
-        return {
-            "type": "service_account",
-            "project_id": "fake-project",
-            "private_key_id": self.key_id,
-            "private_key": pem,
-            "client_email": self.email,
-            "client_id": str(abs(hash(self.email)) % 10**21),
-            "auth_uri": "https://accounts.google.com/o/oauth2/auth",
-            "token_uri": token_uri,
-        }
-
-
-@dataclass
-class RefreshGrant:
-    client_id: str
-    client_secret: str
-    user: str
-    scopes: frozenset[str]
-    revoked: bool = False
-
-
-@dataclass
-class IssuedToken:
-    """A token the IdP handed out (``value`` is the bearer token itself)."""
-
-    value: str = field(repr=False)
-    flow: TokenFlow
-    subject: str  # the mailbox (or, for "metadata", the identity) it speaks for
-    scopes: frozenset[str]
-    expires_at: float
-    client: str = ""
-    revoked: bool = False
-
-    def live(self, now: float) -> bool:
-        return not self.revoked and now < self.expires_at
-
-
-@dataclass
-class Hit:
-    """One request the IdP answered (or hung on)."""
-
-    endpoint: Endpoint
-    flow: TokenFlow | None
-    status: int
-
-
-@dataclass
-class _Fault:
-    kind: Literal["fail", "refuse", "hang"]
-    status: int = 0
-    code: str = ""
-    times: int | None = None  # None: every time
-
-    def take(self) -> bool:
-        if self.times is None:
-            return True
-        if self.times <= 0:
-            return False
-        self.times -= 1
-        return True
-
-
-@dataclass
-class _Reply:
-    status: int
-    body: Any
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def _oauth_error(code: str, description: str, *, entra: bool = False) -> _Reply:
-    status = 401 if code == "invalid_client" else 400
-    body: dict[str, Any] = {"error": code, "error_description": description}
-    if entra and code in _AADSTS:
-        body["error_description"] = f"AADSTS{_AADSTS[code]}: {description}"
-        body["error_codes"] = [_AADSTS[code]]
-    return _Reply(status, body)
-
-
-def _google_api_error(status: int, state: str, message: str) -> _Reply:
-    return _Reply(status, {"error": {"code": status, "message": message, "status": state}})
-
+__all__ = ["PUBLIC_HOSTS", "EntraApp", "FakeIdP", "IssuedToken", "ServiceAccount", "TokenFlow"]
 
 # --- the server -------------------------------------------------------------------------------
 
@@ -219,7 +96,7 @@ class FakeIdP(StartStop):
         self._accounts: dict[str, ServiceAccount] = {}
         self._refresh: dict[str, RefreshGrant] = {}
         self._tokens: dict[str, IssuedToken] = {}
-        self._faults: dict[Endpoint, _Fault] = {}
+        self._faults: dict[Endpoint, Fault] = {}
         self._hits: list[Hit] = []
         self.jwt_subjects: list[str | None] = []
         self._certs: CertBundle | None = None
@@ -368,18 +245,18 @@ class FakeIdP(StartStop):
     def fail(self, endpoint: Endpoint, status: int = 503, *, times: int | None = None) -> None:
         """Answer *endpoint* with HTTP *status* (500/503...) instead of working."""
         with self._lock:
-            self._faults[endpoint] = _Fault("fail", status=status, times=times)
+            self._faults[endpoint] = Fault("fail", status=status, times=times)
 
     def refuse(self, endpoint: Endpoint, code: str, *, times: int | None = None) -> None:
         """Answer *endpoint* with the OAuth2 error *code* (``invalid_client``, ...)."""
         with self._lock:
-            self._faults[endpoint] = _Fault("refuse", code=code, times=times)
+            self._faults[endpoint] = Fault("refuse", code=code, times=times)
 
     def hang(self, endpoint: Endpoint, *, times: int | None = None) -> None:
         """Read the request, then answer nothing until `release` (or stop)."""
         with self._lock:
             self._released.clear()
-            self._faults[endpoint] = _Fault("hang", times=times)
+            self._faults[endpoint] = Fault("hang", times=times)
 
     def release(self) -> None:
         """End every hang: those requests' connections are closed without an answer."""
@@ -434,14 +311,14 @@ class FakeIdP(StartStop):
         with self._lock:
             self._hits.append(Hit(endpoint, flow, status))
 
-    def _fault_for(self, endpoint: Endpoint) -> _Fault | None:
+    def _fault_for(self, endpoint: Endpoint) -> Fault | None:
         with self._lock:
             fault = self._faults.get(endpoint)
             return fault if fault is not None and fault.take() else None
 
     def _issue(
         self, flow: TokenFlow, subject: str, scopes: frozenset[str], value: str, client: str = ""
-    ) -> _Reply:
+    ) -> Reply:
         lifetime = self.token_lifetime_s
         token = IssuedToken(value, flow, subject, scopes, time.time() + lifetime, client)
         with self._lock:
@@ -455,7 +332,7 @@ class FakeIdP(StartStop):
             body["ext_expires_in"] = int(lifetime)
         if flow == "refresh_token":
             body["scope"] = " ".join(sorted(scopes))
-        return _Reply(200, body)
+        return Reply(200, body)
 
     def _entra_jwt(self, app: EntraApp) -> str:
         """An app-only Exchange token shaped like Entra's (claims and ~2.4 KB size)."""
@@ -495,28 +372,28 @@ class FakeIdP(StartStop):
         request: tuple[str, str, str],
         headers: Mapping[str, str],
         body: bytes,
-    ) -> _Reply:
+    ) -> Reply:
         """Route one request (*request*: method, host, path; *metadata*: it came to the metadata
         listener); records it and applies faults."""
         method, host, path = request
-        route = _metadata_route(method, path) if metadata else _route(method, path)
-        if route is None:
-            return _Reply(404, {"error": "not_found"})
-        endpoint, arg = route
+        found = metadata_route(method, path) if metadata else route(method, path)
+        if found is None:
+            return Reply(404, {"error": "not_found"})
+        endpoint, arg = found
         form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
-        flow = _flow_of(endpoint, form)
+        flow = flow_of(endpoint, form)
         fault = self._fault_for(endpoint)
         if fault is not None and fault.kind == "hang":
             self._record(endpoint, flow, 0)
-            self._released.wait(_HANG_LIMIT_S)
-            return _Reply(0, None)
+            self._released.wait(HANG_LIMIT_S)
+            return Reply(0, None)
         if fault is not None and fault.kind == "fail":
-            reply = _Reply(
+            reply = Reply(
                 fault.status,
                 {"error": "server_error" if fault.status == 500 else "temporarily_unavailable"},
             )
         elif fault is not None:
-            reply = _oauth_error(
+            reply = oauth_error(
                 fault.code, f"{fault.code} (injected by the test)", entra=endpoint == "entra_token"
             )
         else:
@@ -535,7 +412,7 @@ class FakeIdP(StartStop):
         headers: Mapping[str, str],
         body: bytes,
         form: dict[str, str],
-    ) -> _Reply:
+    ) -> Reply:
         if endpoint == "entra_discovery":
             return self._entra_discovery(arg, host)
         if endpoint == "entra_token":
@@ -549,11 +426,11 @@ class FakeIdP(StartStop):
         return self._metadata_answer(arg, headers)
 
     # Entra ----------------------------------------------------------------------------------
-    def _entra_discovery(self, tenant: str, host: str) -> _Reply:
+    def _entra_discovery(self, tenant: str, host: str) -> Reply:
         with self._lock:
             known = any(app.tenant == tenant.lower() for app in self._apps.values())
         if not known:
-            return _Reply(
+            return Reply(
                 400,
                 {
                     "error": "invalid_tenant",
@@ -561,7 +438,7 @@ class FakeIdP(StartStop):
                 },
             )
         base = f"https://{host}/{tenant}"
-        return _Reply(
+        return Reply(
             200,
             {
                 "token_endpoint": f"{base}/oauth2/v2.0/token",
@@ -580,52 +457,50 @@ class FakeIdP(StartStop):
             },
         )
 
-    def _entra_token(self, tenant: str, form: dict[str, str]) -> _Reply:
+    def _entra_token(self, tenant: str, form: dict[str, str]) -> Reply:
         if form.get("grant_type") != "client_credentials":
-            return _oauth_error(
-                "unsupported_grant_type", "only client_credentials here", entra=True
-            )
+            return oauth_error("unsupported_grant_type", "only client_credentials here", entra=True)
         with self._lock:
             app = self._apps.get((tenant.lower(), form.get("client_id", "")))
         if app is None:
-            return _oauth_error(
+            return oauth_error(
                 "unauthorized_client", "Application was not found in the directory.", entra=True
             )
         if not secrets.compare_digest(form.get("client_secret", ""), app.client_secret):
-            return _oauth_error("invalid_client", "Invalid client secret provided.", entra=True)
+            return oauth_error("invalid_client", "Invalid client secret provided.", entra=True)
         scopes = set(form.get("scope", "").split()) - {"openid", "profile", "offline_access"}
         if scopes != {MICROSOFT_SCOPE}:
-            return _oauth_error("invalid_scope", "The provided scope is not valid.", entra=True)
+            return oauth_error("invalid_scope", "The provided scope is not valid.", entra=True)
         return self._issue(
             "microsoft", app.mailbox, frozenset(scopes), self._entra_jwt(app), client=app.client_id
         )
 
     # Google ---------------------------------------------------------------------------------
-    def _google_token(self, host: str, form: dict[str, str]) -> _Reply:
+    def _google_token(self, host: str, form: dict[str, str]) -> Reply:
         grant = form.get("grant_type")
-        if grant == _JWT_GRANT:
+        if grant == JWT_GRANT:
             return self._jwt_bearer(host, form.get("assertion", ""))
         if grant == "refresh_token":
             return self._refresh_grant(form)
-        return _oauth_error("unsupported_grant_type", "Invalid grant_type.")
+        return oauth_error("unsupported_grant_type", "Invalid grant_type.")
 
-    def _jwt_bearer(self, host: str, assertion: str) -> _Reply:  # noqa: PLR0911 - one per check
+    def _jwt_bearer(self, host: str, assertion: str) -> Reply:  # noqa: PLR0911 - one per check
         try:
             issuer = str(jwt_rs256.claims_of(assertion).get("iss", ""))
         except ValueError:
-            return _oauth_error("invalid_grant", "Invalid JWT.")
+            return oauth_error("invalid_grant", "Invalid JWT.")
         with self._lock:
             account = self._accounts.get(issuer.lower())
         if account is None:
-            return _oauth_error("invalid_grant", "Invalid grant: account not found")
+            return oauth_error("invalid_grant", "Invalid grant: account not found")
         try:
             claims = jwt_rs256.verify(assertion, account.key.public_key())
         except ValueError:
-            return _oauth_error("invalid_grant", "Invalid JWT Signature.")
+            return oauth_error("invalid_grant", "Invalid JWT Signature.")
         now = time.time()
         # google-auth always puts Google's token URL in aud, even with another token_uri.
         if claims.get("aud") not in (GOOGLE_TOKEN_URL, f"https://{host}/token"):
-            return _oauth_error("invalid_grant", "Invalid JWT: audience mismatch.")
+            return oauth_error("invalid_grant", "Invalid JWT: audience mismatch.")
         exp, iat = claims.get("exp"), claims.get("iat")
         if (
             not isinstance(exp, int)
@@ -633,13 +508,13 @@ class FakeIdP(StartStop):
             or not iat - 300 <= now < exp
             or exp - iat > 3600
         ):
-            return _oauth_error("invalid_grant", "Invalid JWT: Token must be a short-lived token.")
+            return oauth_error("invalid_grant", "Invalid JWT: Token must be a short-lived token.")
         scopes = frozenset(str(claims.get("scope", "")).split())
         subject = claims.get("sub")
         with self._lock:
             self.jwt_subjects.append(subject if isinstance(subject, str) else None)
         if isinstance(subject, str) and (not scopes or not scopes <= account.delegated_scopes):
-            return _oauth_error(
+            return oauth_error(
                 "unauthorized_client",
                 "Client is unauthorized to retrieve access tokens using this method, or client "
                 "not authorized for any of the scopes requested.",
@@ -653,18 +528,18 @@ class FakeIdP(StartStop):
             client=account.email,
         )
 
-    def _refresh_grant(self, form: dict[str, str]) -> _Reply:
+    def _refresh_grant(self, form: dict[str, str]) -> Reply:
         with self._lock:
             grant = self._refresh.get(form.get("refresh_token", ""))
         if grant is not None and form.get("client_id") != grant.client_id:
             grant = None
         if grant is None or grant.revoked:
-            return _oauth_error("invalid_grant", "Token has been expired or revoked.")
+            return oauth_error("invalid_grant", "Token has been expired or revoked.")
         if not secrets.compare_digest(form.get("client_secret", ""), grant.client_secret):
-            return _oauth_error("invalid_client", "Unauthorized")
+            return oauth_error("invalid_client", "Unauthorized")
         asked = frozenset(form.get("scope", "").split())
         if asked and not asked <= grant.scopes:
-            return _oauth_error("invalid_scope", "Bad Request")
+            return oauth_error("invalid_scope", "Bad Request")
         value = "ya29.r." + secrets.token_urlsafe(120)
         return self._issue(
             "refresh_token", grant.user, asked or grant.scopes, value, client=grant.client_id
@@ -683,20 +558,20 @@ class FakeIdP(StartStop):
 
     def _sign(
         self, endpoint: Endpoint, account_email: str, headers: Mapping[str, str], body: bytes
-    ) -> _Reply:
+    ) -> Reply:
         caller = self._caller(headers)
         if caller is None:
-            return _google_api_error(
+            return google_api_error(
                 401, "UNAUTHENTICATED", "Request had invalid authentication credentials."
             )
         with self._lock:
             account = self._accounts.get(account_email.lower())
             allowed = account is not None and caller.subject in account.token_creators
         if account is None:
-            return _google_api_error(404, "NOT_FOUND", "Not found; Gaia id not found for email.")
+            return google_api_error(404, "NOT_FOUND", "Not found; Gaia id not found for email.")
         if not allowed:
             verb = "signBlob" if endpoint == "sign_blob" else "signJwt"
-            return _google_api_error(
+            return google_api_error(
                 403,
                 "PERMISSION_DENIED",
                 f"Permission 'iam.serviceAccounts.{verb}' denied on resource "
@@ -708,14 +583,14 @@ class FakeIdP(StartStop):
                 signature = jwt_rs256.sign(
                     account.key, base64.b64decode(request["payload"], validate=True)
                 )
-                return _Reply(
+                return Reply(
                     200,
                     {"keyId": account.key_id, "signedBlob": base64.b64encode(signature).decode()},
                 )
             claims = json.loads(request["payload"])
         except (ValueError, KeyError, TypeError):
-            return _google_api_error(400, "INVALID_ARGUMENT", "Invalid payload.")
-        return _Reply(
+            return google_api_error(400, "INVALID_ARGUMENT", "Invalid payload.")
+        return Reply(
             200,
             {
                 "keyId": account.key_id,
@@ -724,17 +599,17 @@ class FakeIdP(StartStop):
         )
 
     # Introspection (RFC 7662) ----------------------------------------------------------------
-    def _introspect(self, headers: Mapping[str, str], form: dict[str, str]) -> _Reply:
+    def _introspect(self, headers: Mapping[str, str], form: dict[str, str]) -> Reply:
         expected = base64.b64encode(":".join(self.introspection_client).encode()).decode()
         if not secrets.compare_digest(headers.get("authorization", ""), f"Basic {expected}"):
-            return _Reply(
+            return Reply(
                 401, {"error": "invalid_client"}, {"WWW-Authenticate": 'Basic realm="idp"'}
             )
         with self._lock:
             token = self._tokens.get(form.get("token", ""))
         if token is None or not token.live(time.time()) or not token.scopes & MAIL_SCOPES:
-            return _Reply(200, {"active": False})
-        return _Reply(
+            return Reply(200, {"active": False})
+        return Reply(
             200,
             {
                 "active": True,
@@ -749,23 +624,23 @@ class FakeIdP(StartStop):
     # GCE metadata ---------------------------------------------------------------------------
     def _metadata_answer(  # noqa: PLR0911 - one return per path
         self, path: str, headers: Mapping[str, str]
-    ) -> _Reply:
+    ) -> Reply:
         flavor = {"Metadata-Flavor": "Google"}
         if headers.get("metadata-flavor") != "Google":
-            return _Reply(403, "Missing Metadata-Flavor:Google header.", flavor)
+            return Reply(403, "Missing Metadata-Flavor:Google header.", flavor)
         if path in ("", "computeMetadata/v1/"):
-            return _Reply(200, "computeMetadata/\n", flavor)
+            return Reply(200, "computeMetadata/\n", flavor)
         if path == "computeMetadata/v1/project/project-id":
-            return _Reply(200, "fake-project", flavor)
+            return Reply(200, "fake-project", flavor)
         if path == "computeMetadata/v1/universe/universe-domain":
-            return _Reply(200, "googleapis.com", flavor)
+            return Reply(200, "googleapis.com", flavor)
         account_path = "computeMetadata/v1/instance/service-accounts/"
         if path.startswith(account_path):
             name, _, rest = path[len(account_path) :].partition("/")
             if name not in ("default", self.runtime_identity):
-                return _Reply(404, "not found", flavor)
+                return Reply(404, "not found", flavor)
             if rest == "":
-                return _Reply(
+                return Reply(
                     200,
                     {
                         "email": self.runtime_identity,
@@ -775,7 +650,7 @@ class FakeIdP(StartStop):
                     flavor,
                 )
             if rest == "email":
-                return _Reply(200, self.runtime_identity, flavor)
+                return Reply(200, self.runtime_identity, flavor)
             if rest == "token":
                 value = "ya29.m." + secrets.token_urlsafe(120)
                 reply = self._issue(
@@ -783,48 +658,7 @@ class FakeIdP(StartStop):
                 )
                 reply.headers.update(flavor)
                 return reply
-        return _Reply(404, "not found", flavor)
-
-
-def _metadata_route(method: str, path: str) -> tuple[Endpoint, str] | None:
-    if method != "GET":
-        return None
-    local = urlsplit(path).path
-    return ("metadata_token" if local.endswith("/token") else "metadata"), local.lstrip("/")
-
-
-def _route(method: str, path: str) -> tuple[Endpoint, str] | None:  # noqa: PLR0911
-    """(endpoint, argument) for a request path on the HTTPS listener, or None."""
-    segments = [unquote(s) for s in urlsplit(path).path.split("/") if s]
-    if method == "GET" and segments[1:] == ["v2.0", ".well-known", "openid-configuration"]:
-        return "entra_discovery", segments[0]
-    if method != "POST":
-        return None
-    if segments[1:] == ["oauth2", "v2.0", "token"]:
-        return "entra_token", segments[0]
-    if segments == ["token"]:
-        return "google_token", ""
-    if segments == ["introspect"]:
-        return "introspect", ""
-    if len(segments) == 5 and segments[:4] == ["v1", "projects", "-", "serviceAccounts"]:
-        account, _, verb = segments[4].rpartition(":")
-        if verb in ("signBlob", "signJwt"):
-            return ("sign_blob" if verb == "signBlob" else "sign_jwt"), account
-    return None
-
-
-def _flow_of(endpoint: Endpoint, form: Mapping[str, str]) -> TokenFlow | None:
-    if endpoint == "entra_token":
-        return "microsoft"
-    if endpoint == "metadata_token":
-        return "metadata"
-    if endpoint == "google_token":
-        grant = form.get("grant_type")
-        if grant == _JWT_GRANT:
-            return "google_service_account"
-        if grant == "refresh_token":
-            return "refresh_token"
-    return None
+        return Reply(404, "not found", flavor)
 
 
 class _Server(ThreadingHTTPServer):
