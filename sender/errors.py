@@ -211,6 +211,29 @@ class AddressError(SmtpSenderError, ValueError):
     request field, a 500 for the profile's `from`)."""
 
 
+class IdentityProviderRefusedError(ConfigurationError):
+    """The IdP refused the client, the grant or the scope (``code``), or the setup around it is
+    wrong: misconfigured until an operator fixes the secret or the IdP side."""
+
+    def __init__(self, flow: str, code: str, what: str | None = None) -> None:
+        self.flow = flow
+        self.code = code
+        super().__init__(f"oauth2 flow {flow}: {what or 'the identity provider answered ' + code}")
+
+
+class IdentityProviderUnavailableError(TransientError):
+    """The IdP (or the metadata/IAM service on the way) could not give a token just now."""
+
+    def __init__(self, flow: str, what: str) -> None:
+        self.flow = flow
+        super().__init__(f"oauth2 flow {flow}: {what}")
+
+
+class SaslError(SmtpSenderError, ValueError):
+    """A SASL field that cannot be encoded (a NUL in a user name); names the field, never the
+    value."""
+
+
 class StaleSessionError(SmtpSenderError):
     """A pooled SMTP session turned out closed before MAIL FROM was accepted (nothing was sent).
 

@@ -17,6 +17,10 @@ Fixtures (stable names; other tiers may use them):
   tests that need a working setup and change only what they are about.
 - ``http_client`` / ``event_client``: Flask test clients of ``send_http`` / ``send_pubsub`` built
   by ``functions_framework.create_app`` from ``main.py``.
+- ``fake_idp`` (session): a running `tests.support.fake_idp.FakeIdP` (Entra, Google token,
+  IAM signBlob, metadata server, introspection; its CA is ``fake_idp.ca_file``, the variables a
+  function process needs are ``fake_idp.process_env()``). Faults set by a test are cleared after
+  it by ``idp``, the per-test view of the same server.
 - autouse: ``sender.instance.reset()`` before and after every test (warm-instance state).
 
 Hypothesis profiles (``ci`` by default, ``explore`` via ``HYPOTHESIS_PROFILE``) are registered
@@ -37,6 +41,7 @@ from tests.support.certs import CertBundle, make_ca, make_untrusted_ca
 from tests.support.constants import CANARY_PASSWORD, SMTP_USER
 from tests.support.emulators import Emulator, run_for_session, startup_lines
 from tests.support.env import SenderEnv, function_env
+from tests.support.fake_idp import FakeIdP
 from tests.support.ff_process import MAIN_PY
 from tests.support.loopback import OFFLINE_ENV
 from tests.support.secret_manager_stub import SecretManagerStub
@@ -78,6 +83,21 @@ def smtp_starttls(test_ca: CertBundle) -> Iterator[SmtpTestServer]:
 def smtp_plain(test_ca: CertBundle) -> Iterator[SmtpTestServer]:
     """No STARTTLS offered, AUTH advertised in clear (a trap: the client must not use it)."""
     yield from _server(SmtpMode.PLAIN, test_ca)
+
+
+@pytest.fixture(scope="session")
+def fake_idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeIdP]:
+    """One fake identity provider for the session (RSA keys and a CA are slow to make)."""
+    with FakeIdP(tmp_path_factory.mktemp("fake-idp")) as idp:
+        yield idp
+
+
+@pytest.fixture
+def idp(fake_idp: FakeIdP) -> Iterator[FakeIdP]:
+    """The session's fake IdP, its faults and hangs cleared after the test."""
+    yield fake_idp
+    fake_idp.clear_faults()
+    fake_idp.token_lifetime_s = 3600.0
 
 
 @pytest.fixture

@@ -4,7 +4,10 @@
   when Postfix or Dovecot is not installed (``bash tests/mta/install.sh``) or not running as root;
   under ``CI=true`` that is a failure instead.
 - ``mta`` (function): the same tier, with the user's password put back after the test, so a test
-  that rotates it cannot break the next one.
+  that rotates it cannot break the next one, and the fake IdP's faults cleared.
+
+The tier verifies XOAUTH2/OAUTHBEARER logins by introspection at the session's ``fake_idp``
+(``mta.idp``): a token that IdP issued for the tier's user (``mta.user``) signs in.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import pytest
 
 from tests.mta import tier
 from tests.mta.mailbox import Delivered, SmtpSession, read_maildir, smtp_sessions, wait_for
+from tests.support.fake_idp import FakeIdP
 
 # Start-up time and state dir of this run, for the terminal summary.
 STARTUP: dict[str, float] = {}
@@ -66,6 +70,7 @@ class MtaTier:
 
     state: tier.TierState
     password: str
+    idp: FakeIdP
     users: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -132,6 +137,10 @@ class MtaTier:
             fh.seek(since)
             return fh.read().decode("utf-8", "replace")
 
+    def dovecot_log_text(self) -> str:
+        """Dovecot's whole log (auth decisions; it must never hold a token or password)."""
+        return self.state.dovecot_log.read_text(encoding="utf-8", errors="replace")
+
     def sessions(self, service: str, since: int = 0, count: int = 1) -> list[SmtpSession]:
         """Postfix's ``disconnect`` summaries for one listener since *since*; waits (bounded)
         for *count* of them, because Postfix writes the line after the client has gone."""
@@ -144,17 +153,24 @@ class MtaTier:
 
 
 @pytest.fixture(scope="session")
-def mta_tier(_tier_available: None) -> Iterator[MtaTier]:
+def mta_tier(_tier_available: None, fake_idp: FakeIdP) -> Iterator[MtaTier]:
     # Not pytest's basetemp: that is 0700, and Postfix's daemons (uid postfix) and virtual(8)
     # must traverse the state directory.
     state_dir = Path(tempfile.mkdtemp(prefix="smtp-sender-mta-"))
     STARTUP_DIR["path"] = str(state_dir)
     try:
         started = time.monotonic()
-        state = tier.start(state_dir)  # stops whatever it started if it fails
+        client_id, client_secret = fake_idp.introspection_client
+        introspection = tier.OAuth2Introspection(
+            fake_idp.introspection_url, str(fake_idp.ca_file), client_id, client_secret
+        )
+        # Stops whatever it started if it fails.
+        state = tier.start(state_dir, oauth2=introspection)
         STARTUP["seconds"] = time.monotonic() - started
         try:
-            yield MtaTier(state, tier.DEFAULT_PASSWORD, {state.user: tier.DEFAULT_PASSWORD})
+            yield MtaTier(
+                state, tier.DEFAULT_PASSWORD, fake_idp, {state.user: tier.DEFAULT_PASSWORD}
+            )
         finally:
             tier.stop(state)
     finally:
@@ -165,6 +181,7 @@ def mta_tier(_tier_available: None) -> Iterator[MtaTier]:
 @pytest.fixture
 def mta(mta_tier: MtaTier) -> Iterator[MtaTier]:
     yield mta_tier
+    mta_tier.idp.clear_faults()
     if mta_tier.users != {mta_tier.user: tier.DEFAULT_PASSWORD}:
         mta_tier.users.clear()
         mta_tier.set_password(mta_tier.user, tier.DEFAULT_PASSWORD)

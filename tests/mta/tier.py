@@ -13,11 +13,19 @@ Listeners (127.0.0.1, free high ports picked at start):
   and mail from loopback accepted without AUTH — so a client that wrongly sends in the clear,
   or sends credentials there, leaves a trace (delivered mail, ``auth=`` in the log).
 
+OAuth2 (optional, `OAuth2Introspection`): Dovecot's ``oauth2`` passdb verifies XOAUTH2 and
+OAUTHBEARER logins by RFC 7662 introspection (``introspection_mode = post``, over HTTPS, trusting
+the identity provider's CA) next to the password logins, on every listener. Postfix's
+``line_length_limit`` is raised so a real-sized bearer token (Entra's are ~2.4 KB) fits on the AUTH
+line. Dovecot's auth debug stays off: it would print the tokens.
+
 Every recipient at any domain is delivered by virtual(8) to one Maildir, which prepends
 ``X-Original-To``/``Delivered-To``. Recipients whose local part starts with ``reject550`` get
 550 at RCPT, ``defer450`` get 450; messages over ``MESSAGE_SIZE_LIMIT`` get 552.
 
-Run by hand: ``python tests/mta/tier.py start DIR`` (prints ports as JSON), ``... stop DIR``.
+Run by hand: ``python tests/mta/tier.py start DIR`` (prints ports as JSON), ``... stop DIR``;
+``start DIR --oauth2-introspection URL --oauth2-ca FILE`` adds the OAuth2 logins (the URL may
+carry the introspection client's credentials as ``https://id:secret@host:port/path``).
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import trustme
 
@@ -48,6 +57,9 @@ DEFAULT_PASSWORD = "initial-Passw0rd"
 # virtual(8) writes the Maildir as this uid/gid (must be >= virtual_minimum_uid).
 MAIL_UID = MAIL_GID = 65534
 START_TIMEOUT_S = 20.0
+# Postfix cuts lines at 2048 bytes by default; an XOAUTH2 AUTH line with an Entra token is ~3.4 KB
+# and tokens with many claims are larger still.
+LINE_LENGTH_LIMIT = 16_384
 # Where a message sits between "250 queued" and delivery (relative to queue_directory).
 QUEUE_DIRS = ("maildrop", "incoming", "active", "deferred", "hold")
 STOP_TIMEOUT_S = 15.0
@@ -77,12 +89,33 @@ class Ports:
 
 
 @dataclass(frozen=True)
+class OAuth2Introspection:
+    """Where Dovecot checks bearer tokens: an RFC 7662 endpoint and the CA its certificate is
+    issued by. ``client_id``/``client_secret`` authenticate Dovecot to it (HTTP Basic)."""
+
+    url: str
+    ca_file: str
+    client_id: str = ""
+    client_secret: str = ""
+
+    def url_with_credentials(self) -> str:
+        """The URL as Dovecot takes it: credentials in the authority part, percent-encoded."""
+        if not self.client_id:
+            return self.url
+        scheme, rest = self.url.split("://", 1)
+        user = quote(self.client_id, safe="")
+        secret = quote(self.client_secret, safe="")
+        return f"{scheme}://{user}:{secret}@{rest}"
+
+
+@dataclass(frozen=True)
 class TierState:
     """Where everything lives; saved as ``STATE/tier.json`` so ``stop`` works from a new shell."""
 
     state_dir: str
     ports: Ports
     user: str
+    oauth2: bool = False
 
     @property
     def root(self) -> Path:
@@ -117,6 +150,15 @@ class TierState:
         return self.root / "tls" / "ca.pem"
 
     @property
+    def oauth2_conf(self) -> Path:
+        return self.root / "dovecot" / "oauth2.conf.ext"
+
+    @property
+    def idp_ca_file(self) -> Path:
+        """Dovecot's copy of the identity provider's CA (its auth process must read it)."""
+        return self.root / "dovecot" / "idp-ca.pem"
+
+    @property
     def maildir(self) -> Path:
         """The single mailbox every recipient lands in."""
         return self.root / "mail" / "inbox"
@@ -135,7 +177,12 @@ class TierState:
     @classmethod
     def load(cls, state_dir: Path) -> TierState:
         raw = json.loads((state_dir / "tier.json").read_text())
-        return cls(state_dir=raw["state_dir"], ports=Ports(**raw["ports"]), user=raw["user"])
+        return cls(
+            state_dir=raw["state_dir"],
+            ports=Ports(**raw["ports"]),
+            user=raw["user"],
+            oauth2=bool(raw.get("oauth2", False)),
+        )
 
 
 def hash_password(password: str) -> str:
@@ -240,6 +287,7 @@ smtpd_tls_received_header = yes
 smtpd_sasl_type = dovecot
 smtpd_sasl_path = {state.auth_socket}
 smtpd_sasl_auth_enable = no
+line_length_limit = {LINE_LENGTH_LIMIT}
 smtpd_recipient_restrictions = check_recipient_access regexp:{etc}/recipient_rules
 smtpd_relay_restrictions = permit_sasl_authenticated, reject
 # Nothing in this tier should be slow: fail fast instead of hanging a test.
@@ -289,8 +337,34 @@ RECIPIENT_RULES = """\
 """
 
 
+def _passdbs(state: TierState) -> str:
+    """Passwords from the passwd-file; with OAuth2, bearer tokens by introspection. Each passdb
+    takes only its own mechanisms, so a password never travels to the identity provider and a
+    token is never compared with a password hash."""
+    passwd = f"""\
+passdb {{
+  driver = passwd-file
+  args = scheme=SSHA512 {state.passwd_file}
+  mechanisms = plain login
+}}
+"""
+    if not state.oauth2:
+        return passwd
+    return (
+        passwd
+        + f"""\
+passdb {{
+  driver = oauth2
+  args = {state.oauth2_conf}
+  mechanisms = xoauth2 oauthbearer
+}}
+"""
+    )
+
+
 def _dovecot_conf(state: TierState) -> str:
     d = state.root / "dovecot"
+    mechanisms = "plain login xoauth2 oauthbearer" if state.oauth2 else "plain login"
     return f"""\
 # Generated by tests/mta/tier.py: Dovecot as a SASL server for Postfix only (no IMAP/POP).
 protocols =
@@ -303,14 +377,14 @@ ssl = no
 # The plain listener must accept AUTH if a client sends it there (that is what the test proves
 # the function never does), so Dovecot may not refuse plaintext mechanisms itself.
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = {mechanisms}
 auth_verbose = yes
+# Debug logging prints passwords and bearer tokens: off, whatever a default might become.
+auth_debug = no
+auth_debug_passwords = no
+auth_verbose_passwords = no
 auth_cache_size = 0
-passdb {{
-  driver = passwd-file
-  args = scheme=SSHA512 {state.passwd_file}
-}}
-userdb {{
+{_passdbs(state)}userdb {{
   driver = static
   args = uid={MAIL_UID} gid={MAIL_GID} home={d}/home
 }}
@@ -321,7 +395,30 @@ service auth {{
 }}
 service anvil {{
   chroot =
+  # No auth penalty: it delays every login from an IP after failures (2, 4, 8, 15 s), and all
+  # test clients are 127.0.0.1, so a few refused tokens would stall the next tests' logins until
+  # Postfix gives up on Dovecot ("Connection lost to authentication server").
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
 }}
+"""
+
+
+def _oauth2_conf(state: TierState, oauth2: OAuth2Introspection) -> str:
+    """Dovecot's oauth2 passdb settings: RFC 7662 introspection by POST, the login's username
+    must equal the token's ``username``, and ``active`` must be true."""
+    return f"""\
+# Generated by tests/mta/tier.py
+introspection_mode = post
+introspection_url = {oauth2.url_with_credentials()}
+force_introspection = yes
+username_attribute = username
+active_attribute = active
+active_value = true
+tls_ca_cert_file = {state.idp_ca_file}
+timeout_msecs = 5000
+debug = no
 """
 
 
@@ -366,7 +463,7 @@ def _wait_tcp(port: int, deadline: float) -> bool:
     return False
 
 
-def _layout(state: TierState, password: str) -> None:
+def _layout(state: TierState, password: str, oauth2: OAuth2Introspection | None) -> None:
     root = state.root
     # Postfix daemons (uid postfix) and virtual(8) (uid 65534) must traverse the tree.
     root.chmod(0o755)
@@ -381,6 +478,12 @@ def _layout(state: TierState, password: str) -> None:
     _write(etc / "one_mailbox", "/./ inbox/\n")
     _write(etc / "recipient_rules", RECIPIENT_RULES)
     _write(state.dovecot_conf, _dovecot_conf(state))
+    if oauth2 is not None:
+        shutil.copyfile(oauth2.ca_file, state.idp_ca_file)
+        state.idp_ca_file.chmod(0o644)
+        # Holds the introspection client's secret: readable by Dovecot's auth process only.
+        _write(state.oauth2_conf, _oauth2_conf(state, oauth2), mode=0o640)
+        shutil.chown(state.oauth2_conf, group="dovecot")
     write_passwd(state, {state.user: password})
     state.save()
 
@@ -410,8 +513,15 @@ def _start_daemons(state: TierState) -> None:
             raise TierError(f"postfix is not listening on 127.0.0.1:{port}")
 
 
-def start(state_dir: Path, user: str = DEFAULT_USER, password: str = DEFAULT_PASSWORD) -> TierState:
+def start(
+    state_dir: Path,
+    user: str = DEFAULT_USER,
+    password: str = DEFAULT_PASSWORD,
+    oauth2: OAuth2Introspection | None = None,
+) -> TierState:
     """Configure and start the tier in ``state_dir`` (an empty directory); return its state.
+
+    With *oauth2*, XOAUTH2/OAUTHBEARER logins are verified at that introspection endpoint.
 
     Ports are picked free just before start; another process may grab one in between, so a
     bind failure is retried with new ports (bounded).
@@ -426,8 +536,8 @@ def start(state_dir: Path, user: str = DEFAULT_USER, password: str = DEFAULT_PAS
                 shutil.rmtree(leftover)
             else:
                 leftover.unlink()
-        state = TierState(str(state_dir), Ports(*free_ports(3)), user)
-        _layout(state, password)
+        state = TierState(str(state_dir), Ports(*free_ports(3)), user, oauth2 is not None)
+        _layout(state, password, oauth2)
         try:
             _start_daemons(state)
         except (TierError, subprocess.TimeoutExpired) as exc:
@@ -475,15 +585,36 @@ def ssl_context(state: TierState) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(state.ca_file))
 
 
+def _parse_oauth2_args(args: list[str]) -> OAuth2Introspection | None:
+    """``--oauth2-introspection URL --oauth2-ca FILE`` (both or neither)."""
+    options = dict(zip(args[::2], args[1::2], strict=False))
+    if len(args) % 2 or set(options) - {"--oauth2-introspection", "--oauth2-ca"}:
+        raise ValueError("unknown options")
+    if not options:
+        return None
+    if len(options) != 2:
+        raise ValueError("--oauth2-introspection and --oauth2-ca go together")
+    return OAuth2Introspection(options["--oauth2-introspection"], options["--oauth2-ca"])
+
+
 def _cli(argv: list[str]) -> int:
-    if len(argv) != 2 or argv[0] not in ("start", "stop"):
-        print("usage: tier.py start|stop STATE_DIR", file=sys.stderr)
+    usage = (
+        "usage: tier.py start STATE_DIR [--oauth2-introspection URL --oauth2-ca FILE]\n"
+        "       tier.py stop STATE_DIR"
+    )
+    if len(argv) < 2 or argv[0] not in ("start", "stop") or (argv[0] == "stop" and len(argv) > 2):
+        print(usage, file=sys.stderr)
+        return 2
+    try:
+        oauth2 = _parse_oauth2_args(argv[2:])
+    except ValueError as exc:
+        print(f"{exc}\n{usage}", file=sys.stderr)
         return 2
     state_dir = Path(argv[1]).resolve()
     if argv[0] == "start":
         state_dir.mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
-        state = start(state_dir)
+        state = start(state_dir, oauth2=oauth2)
         print(
             json.dumps(
                 {

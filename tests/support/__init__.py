@@ -26,4 +26,14 @@ Conftests only wire these into fixtures; tests import from here, never from a co
   fixture's type, and the names and values the fixtures agree on.
 - ``loopback``: the offline-gcloud environment (`OFFLINE_ENV`) and `free_port`.
 - ``lifecycle``: `StartStop`, the ``with`` protocol every server and process above shares.
+- ``fake_idp``: a fake identity provider (`FakeIdP`: Entra discovery and token, Google token,
+  IAM signBlob/signJwt, GCE metadata, RFC 7662 introspection) that MSAL and google-auth talk to
+  unchanged, with faults, revocation and request counts; what it knows and how it routes
+  requests is ``idp_model``.
+- ``connect_proxy``: a CONNECT proxy (`ConnectProxy`) that tunnels fixed public hosts (Google's
+  IAM and token hosts, Entra's login host) to the fake IdP and refuses the rest.
+- ``jwt_rs256``: RS256 JWT signing and checking for the fake IdP (`cryptography` only,
+  independent of the libraries under test).
+- ``oauth_fetch``: `fetch_in_process`, one token fetch in a child process with a function's
+  environment (the keyless flow needs the metadata server from process start).
 """
