@@ -116,18 +116,20 @@ def secret_endpoint(version_name: str) -> str | None:
     return None
 
 
-def new_secret_manager_client(emulator_host: str | None, api_endpoint: str | None = None) -> Any:
+def new_secret_manager_client(
+    emulator_host: str | None, api_endpoint: str | None = None, *, credentials: Any = None
+) -> Any:
     """A Secret Manager client: plaintext gRPC to `emulator_host` (tests; it serves every
-    endpoint), else the real API at `api_endpoint` (None: the global endpoint).
+    endpoint), else the real API at `api_endpoint` (None: the global endpoint) with
+    `credentials` (None: the function's own, found by google-auth).
 
     Imported here so that a local run with SMTP_SECRET_FILE never loads gRPC at all."""
     from google.cloud import secretmanager  # noqa: PLC0415
 
     if not emulator_host:
-        if api_endpoint is None:
-            return secretmanager.SecretManagerServiceClient()
+        options = None if api_endpoint is None else {"api_endpoint": api_endpoint}
         return secretmanager.SecretManagerServiceClient(
-            client_options={"api_endpoint": api_endpoint}
+            credentials=credentials, client_options=options
         )
     import grpc  # noqa: PLC0415
     from google.cloud.secretmanager_v1.services.secret_manager_service.transports import (  # noqa: PLC0415
