@@ -5,7 +5,7 @@ JSON REST API as pubsub.googleapis.com/v1.
 
 - `PushTopic(emulator, endpoint)`: a topic pushed to a function; `publish(message, attributes)`;
   `stop_pushing()` turns its subscription into a pull one (a message then waits there, as in a
-  dead-letter hold subscription) and `pull_held()` takes what waits.
+  dead-letter hold subscription), `pull_held()` takes what waits, `start_pushing()` resumes.
 - `PullTopic(emulator)`: a topic with a pull subscription, e.g. the function's `RESULTS_TOPIC`;
   `wait_for(count)` pulls and acks until `count` messages arrived (bounded).
 """
@@ -121,6 +121,7 @@ class PushTopic:
     def __init__(self, emulator: Emulator, endpoint: str) -> None:
         suffix = uuid.uuid4().hex[:10]
         self.emulator = emulator
+        self.endpoint = endpoint
         self.topic = f"projects/{PROJECT}/topics/email-{suffix}"
         self.subscription = f"projects/{PROJECT}/subscriptions/email-push-{suffix}"
         _call(emulator, "PUT", self.topic, {})
@@ -143,6 +144,11 @@ class PushTopic:
     def stop_pushing(self) -> None:
         """Make the subscription a pull one: unacked messages stay there, nothing is pushed."""
         _call(self.emulator, "POST", f"{self.subscription}:modifyPushConfig", {"pushConfig": {}})
+
+    def start_pushing(self) -> None:
+        """Push to the endpoint again (after `stop_pushing`)."""
+        body = {"pushConfig": {"pushEndpoint": self.endpoint}}
+        _call(self.emulator, "POST", f"{self.subscription}:modifyPushConfig", body)
 
     def pull_held(self, max_messages: int = 10) -> list[Received]:
         """After `stop_pushing`: what the subscription holds (acked)."""
