@@ -217,9 +217,13 @@ def _announce_failure(settings: Settings, ledger_key: str, claim: Claim, failure
 
 
 def _announce(settings: Settings, ledger_key: str | None, status: Status) -> None:
-    """Publish the outcome event when `RESULTS_TOPIC` is set; never raises, bounded in time."""
+    """Publish the outcome event when `RESULTS_TOPIC` is set; never raises, bounded in time.
+
+    A request found invalid (policy, template) is the caller's 400 or an acked ERROR line, like
+    one found invalid before its key was claimed: not a delivery, so no event."""
     publisher = instance.results_publisher(settings)
-    if publisher is None:
+    invalid = status.failure is not None and status.failure.error == Disposition.INVALID.value
+    if publisher is None or invalid:
         return
     # Ledger keys are `<trigger>:<caller's key>`; only HTTP requests come without a key.
     trigger, _, key = (ledger_key or "http:").partition(":")

@@ -6,6 +6,7 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -414,7 +415,7 @@ def test_firestore_documents_written_before_issue_14_still_read_and_update(
     from sender.ledger_firestore import FirestoreLedger, document_id
 
     collection = f"old-shape-{uuid.uuid4().hex[:12]}"
-    old = {
+    old: dict[str, Any] = {
         "key": "pubsub:evt-old",
         "owner": None,
         "lease_until": None,

@@ -119,11 +119,14 @@ def test_partial_rejected_and_failed_attempts_are_events_too(
     )
 
 
-def test_a_duplicate_publishes_nothing_and_an_unkeyed_send_has_a_null_key(
-    http_client: Any, results: PullTopic, server: SmtpTestServer
+def test_a_duplicate_or_a_refused_request_publishes_nothing_and_an_unkeyed_send_has_a_null_key(
+    http_client: Any, results: PullTopic, server: SmtpTestServer, sender_env: SenderEnv
 ) -> None:
+    sender_env.set(ALLOWED_RECIPIENTS="example.com")
     send(http_client, MESSAGE, "k-once")
     assert send(http_client, MESSAGE, "k-once").get_json()["status"] == "duplicate"
+    # Refused by the policy after its key was claimed: a 400, like any invalid request.
+    assert send(http_client, {**MESSAGE, "to": "x@elsewhere.test"}, "k-policy").status_code == 400
     send(http_client, MESSAGE)  # no key: sent every time, announced with key null
     send(http_client, MESSAGE, "sentinel")
 
