@@ -101,6 +101,9 @@ def test_replayed_dead_letter_sends_only_to_the_recipient_still_owed(
     assert done["accepted"] == ["ops@example.com", "busy@example.com"]
     assert server.copies_for("busy@example.com") == 1
     assert server.copies_for("ops@example.com") == 1  # never a second copy
+    # Same key, same message: the owed copy carries the Message-ID the first one had.
+    first, owed = server.messages
+    assert owed.message["Message-ID"] == first.message["Message-ID"]
 
     # Replaying it again (a rerun of the replay) is a duplicate: nothing more goes out.
     again = topic.publish(dead_letter.data, {"idempotency_key": dead_letter.message_id})
