@@ -83,7 +83,8 @@ def _lease_default(earlier: Mapping[str, Any]) -> float:
 SETTINGS: tuple[Setting, ...] = (
     # --- where the SMTP profile comes from
     Setting("SMTP_SECRET", "smtp_secret", "text",
-            "`projects/P/secrets/S[/versions/V]` or bare `S` (project from "
+            "`projects/P/secrets/S[/versions/V]`, a regional "
+            "`projects/P/locations/L/secrets/S[/versions/V]`, or bare `S` (project from "
             "`GOOGLE_CLOUD_PROJECT`)",
             default_text="required unless `SMTP_SECRET_FILE`"),
     Setting("SMTP_SECRET_FILE", "smtp_secret_file", "text",
@@ -160,6 +161,14 @@ SETTINGS: tuple[Setting, ...] = (
             default_text="`SEND_DEADLINE_S` + 15", minimum=1, derived_default=_lease_default),
     Setting("IDEMPOTENCY_MEMORY_MAX_ENTRIES", "idempotency_memory_max_entries", "integer",
             "size of the per-instance memory ledger (LRU)", 10_000, "10000", minimum=1),
+    # --- operating it: outcome events (sender/results.py)
+    Setting("RESULTS_TOPIC", "results_topic", "text",
+            "Pub/Sub topic (`projects/P/topics/T`, or a bare name in `GOOGLE_CLOUD_PROJECT`) "
+            "that gets one JSON event per finished delivery"),
+    Setting("RESULTS_TIMEOUT_S", "results_timeout_s", "number",
+            "the most an outcome event's publish may add to the answer; past it, or on any "
+            "publish error, a WARNING and the answer is unchanged",
+            3.0, "3", minimum=0.1),
 )  # fmt: skip
 
 # Read by client libraries, not by us; listed so tests can clear them and README can name them.
@@ -203,6 +212,8 @@ class Settings:
     idempotency_ttl_s: float
     idempotency_lease_s: float
     idempotency_memory_max_entries: int
+    results_topic: str | None
+    results_timeout_s: float
 
     @classmethod
     def defaults(cls, **overrides: Any) -> Settings:

@@ -2,7 +2,9 @@
 
 `send_once` wraps the send path (`sender.send`) in the idempotency ledger (`sender.ledger`):
 it claims the key, sends only if nobody sent it before, sends only to the recipients still owed
-after a partial send, and records what happened for the next delivery of the same key.
+after a partial send, and records what happened for the next delivery of the same key — a failure
+too, for the status answer, without stopping the next delivery. Each attempt that reached an
+outcome is then announced on `RESULTS_TOPIC` (`sender.results`), after the record.
 """
 
 from __future__ import annotations
@@ -11,10 +13,22 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sender import instance, logs
+from sender import instance, logs, results
 from sender.config import Settings
-from sender.errors import ClaimBusyError, SendError
-from sender.ledger import Busy, Claim, Claimed, Duplicate, Ledger
+from sender.errors import ClaimBusyError, Disposition, SendError
+from sender.ledger import (
+    FAILED,
+    REJECTED,
+    Busy,
+    Claim,
+    Claimed,
+    Duplicate,
+    Entry,
+    Failure,
+    Ledger,
+    Status,
+    describe,
+)
 from sender.message import EmailRequest
 from sender.mime import message_id_seed
 from sender.outcome import Refusal, SendResult, split_refusals
@@ -41,7 +55,7 @@ def send_once(request: EmailRequest, settings: Settings, *, ledger_key: str | No
     `ClaimBusyError` while another delivery of the key holds an unexpired lease.
     """
     if ledger_key is None:  # no key, no deduplication: every request is a new email
-        return Delivery(send_email(request, settings))
+        return _send_unkeyed(request, settings)
     ledger = instance.ledger(settings)
     answer = _claim_or_wait(ledger, ledger_key, settings)
     if isinstance(answer, Duplicate):
@@ -60,6 +74,7 @@ def send_once(request: EmailRequest, settings: Settings, *, ledger_key: str | No
     try:
         result = send_email(request, settings, seed=seed, recipients=recipients)
     except SendError as error:
+        failure = failure_of(error)
         if error.refused and claim.accepted:
             # Every owed recipient was refused this time, but earlier attempts were accepted:
             # that is progress on a partly sent message, not a failure to forget.
@@ -67,15 +82,22 @@ def send_once(request: EmailRequest, settings: Settings, *, ledger_key: str | No
         elif all(split_refusals(error.refused)):
             # Nothing was ever accepted, but the 5xx refusals are final: remember them, so the
             # redelivery this (transient) error asks for goes to the 4xx recipients only.
-            _record_refusals(ledger, claim, error.refused)
+            _record_refusals(ledger, claim, error.refused, failure)
+            _announce_failure(settings, ledger_key, claim, failure)
             raise
         else:
-            _release(ledger, claim)
+            _release(ledger, claim, failure)
+            _announce_failure(settings, ledger_key, claim, failure)
             raise
-    except BaseException:
-        _release(ledger, claim)  # nothing was sent: let the next delivery try at once
+    except BaseException as exc:
+        failure = Failure(FAILED, "internal", f"internal error ({type(exc).__name__})")
+        _release(ledger, claim, failure)  # nothing was sent: let the next delivery try at once
+        if isinstance(exc, Exception):
+            _announce_failure(settings, ledger_key, claim, failure)
         raise
-    return _record(ledger, claim, result)
+    delivery, status = _record(ledger, claim, result)
+    _announce(settings, ledger_key, status)
+    return delivery
 
 
 # A repeat of a key that another delivery is sending right now waits (at most this long, and at
@@ -108,7 +130,23 @@ def _claim_or_wait(ledger: Ledger, key: str, settings: Settings) -> Claimed | Du
         delay = min(delay * 2, _BUSY_POLL_MAX_S)
 
 
-def _record_refusals(ledger: Ledger, claim: Claim, refused: Mapping[str, Refusal]) -> None:
+def failure_of(error: SendError) -> Failure:
+    """An attempt's `SendError` as the ledger remembers it (reason and SMTP reply; never a body).
+    Refused for good (a 5xx, an invalid request) is `rejected`; anything worth retrying `failed`."""
+    final = error.disposition in {Disposition.REJECTED, Disposition.INVALID}
+    return Failure(
+        REJECTED if final else FAILED,
+        error.disposition.value,
+        error.reason,
+        smtp_code=error.smtp_code,
+        smtp_message=error.smtp_message,
+        refused=dict(error.refused),
+    )
+
+
+def _record_refusals(
+    ledger: Ledger, claim: Claim, refused: Mapping[str, Refusal], failure: Failure
+) -> None:
     """After every recipient was refused, some for good: progress with nothing accepted."""
     final, deferred = split_refusals(refused)
     try:
@@ -118,14 +156,15 @@ def _record_refusals(ledger: Ledger, claim: Claim, refused: Mapping[str, Refusal
             accepted=[],
             refused=final,
             owed=list(deferred),
+            failure=failure,
         )
     except Exception:  # noqa: BLE001 - the refusals are what the caller must hear about
         # Not recorded: free the key at least, so the redelivery can retry (everyone) at once
         # rather than after the lease; nothing was sent, so that repeats no email.
-        _release(ledger, claim)
+        _release(ledger, claim, failure)
 
 
-def _record(ledger: Ledger, claim: Claim, result: SendResult) -> Delivery:
+def _record(ledger: Ledger, claim: Claim, result: SendResult) -> tuple[Delivery, Status]:
     final, deferred = split_refusals(result.refused)
     try:
         # Nothing deferred means nothing owed: the record is complete.
@@ -139,15 +178,82 @@ def _record(ledger: Ledger, claim: Claim, result: SendResult) -> Delivery:
     except Exception as exc:  # noqa: BLE001 - the email went out: report it whatever the ledger did
         # No redelivery for the deferred ones: without a record it would resend to everyone.
         logs.sent_not_recorded(error_type=type(exc).__name__, deferred=list(deferred))
-        return Delivery(result)
+        return Delivery(result), _status_of_result(claim.key, result, attempt=claim.attempt)
     cumulative = SendResult(
         entry.message_id or result.message_id, list(entry.accepted), {**entry.refused, **deferred}
     )
-    return Delivery(cumulative, owed=entry.owed or ())
+    return Delivery(cumulative, owed=entry.owed or ()), describe(entry, now=time.time())
 
 
-def _release(ledger: Ledger, claim: Claim) -> None:
+def _release(ledger: Ledger, claim: Claim, failure: Failure) -> None:
     try:
-        ledger.release(claim)
+        ledger.release(claim, failure)
     except Exception as exc:  # noqa: BLE001 - the original failure matters more; the lease expires
         logs.claim_not_released(error_type=type(exc).__name__)
+
+
+# --- outcome events (RESULTS_TOPIC), published after the ledger record ------------------------
+
+
+def _send_unkeyed(request: EmailRequest, settings: Settings) -> Delivery:
+    """A request without a key: sent every time, still announced (with a null key)."""
+    try:
+        result = send_email(request, settings)
+    except SendError as error:
+        failure = failure_of(error)
+        status = describe(
+            Entry(key="", owner=None, lease_until=None, done=False, attempts=1, failure=failure),
+            now=time.time(),
+        )
+        _announce(settings, None, status)
+        raise
+    _announce(settings, None, _status_of_result("", result, attempt=1))
+    return Delivery(result)
+
+
+def _status_of_result(key: str, result: SendResult, *, attempt: int) -> Status:
+    """What one attempt's own result says when there is no ledger record to describe."""
+    final, deferred = split_refusals(result.refused)
+    entry = Entry(
+        key=key,
+        owner=None,
+        lease_until=None,
+        done=not deferred,
+        message_id=result.message_id,
+        accepted=tuple(result.accepted),
+        refused=final,
+        owed=tuple(deferred),
+        attempts=attempt,
+    )
+    return describe(entry, now=time.time())
+
+
+def _announce_failure(settings: Settings, ledger_key: str, claim: Claim, failure: Failure) -> None:
+    """The event for an attempt that sent nothing, from what the claim knew (no extra read)."""
+    entry = Entry(
+        key=claim.key,
+        owner=None,
+        lease_until=None,
+        done=False,
+        message_id=claim.message_id,
+        accepted=claim.accepted,
+        refused=dict(claim.refused),
+        owed=claim.owed,
+        attempts=claim.attempt,
+        failure=failure,
+    )
+    _announce(settings, ledger_key, describe(entry, now=time.time()))
+
+
+def _announce(settings: Settings, ledger_key: str | None, status: Status) -> None:
+    """Publish the outcome event when `RESULTS_TOPIC` is set; never raises, bounded in time.
+
+    A request found invalid (policy, template) is the caller's 400 or an acked ERROR line, like
+    one found invalid before its key was claimed: not a delivery, so no event."""
+    publisher = instance.results_publisher(settings)
+    invalid = status.failure is not None and status.failure.error == Disposition.INVALID.value
+    if publisher is None or invalid:
+        return
+    # Ledger keys are `<trigger>:<caller's key>`; only HTTP requests come without a key.
+    trigger, _, key = (ledger_key or "http:").partition(":")
+    publisher.publish(results.event(status, key=key or None, trigger=trigger, now=time.time()))

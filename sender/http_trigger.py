@@ -2,7 +2,9 @@
 
 Routes (every path but one is the message endpoint, so a caller posting to `/send` still works):
 - `POST /alertmanager?to=addr[,addr]` — Alertmanager's native webhook body (`sender.alertmanager`);
-- `POST` anything else — the message JSON.
+- `POST` anything else — the message JSON;
+- `GET /messages/<key>[?trigger=pubsub]` — the ledger's record of a key (`sender.status`), with
+  the same credential check as sending. Any other method is a 405.
 
 Order of checks: method, body size, webhook credential (when `WEBHOOK_SECRET` is set: nothing
 about the request is looked at before it), content type, JSON, the message itself.
@@ -15,7 +17,7 @@ from typing import Any
 
 import flask
 
-from sender import alertmanager, instance, logs, webhook_auth
+from sender import alertmanager, instance, logs, status, webhook_auth
 from sender.config import Settings
 from sender.errors import (
     ConfigurationError,
@@ -145,10 +147,44 @@ def _check_webhook_credential(
     return None
 
 
+def _status_lookup(request: flask.Request) -> flask.Response:
+    """`GET /messages/<key>`: 200 with the record, 404 `not_found`; credentials as for sending."""
+    try:
+        settings = Settings.from_env()
+        refusal = _check_webhook_credential(settings, request, b"")
+        if refusal is not None:
+            return refusal
+        ledger_key = status.ledger_key(request.path, request.args)
+        found = instance.ledger(settings).status(ledger_key)
+    except InvalidRequestError as error:
+        logs.invalid_request(error.log_fields(), via=VIA)
+        return _error(error)
+    except SendError as error:  # the ledger unreachable (503), a setting wrong (500)
+        severity = "WARNING" if isinstance(error, TransientError) else "ERROR"
+        logs.status_lookup_failed(error.log_fields(), severity=severity, via=VIA)
+        return _error(error)
+    except Exception as exc:  # noqa: BLE001 - a bug must still answer JSON, without details
+        logs.internal_error(exc, via=VIA)
+        return _json({"error": "internal"}, 500)
+    if found is None:
+        return _json({"error": "not_found"}, 404)
+    # The answer changes as attempts go on: no cache in between may keep an old one.
+    return _json(status.answer(found), 200, {"Cache-Control": "no-store"})
+
+
+def _not_post(request: flask.Request) -> flask.Response:
+    """Any method but POST: the status lookup for `GET /messages/<key>`, else 405."""
+    on_status_path = status.is_status_path(request.path)
+    if request.method == "GET" and on_status_path:
+        return _status_lookup(request)
+    allowed = "GET, POST" if on_status_path else "POST"
+    return _json({"error": "method_not_allowed"}, 405, {"Allow": allowed})
+
+
 def handle(request: flask.Request) -> flask.Response:
     logs.clear()
     if request.method != "POST":
-        return _json({"error": "method_not_allowed"}, 405, {"Allow": "POST"})
+        return _not_post(request)
     try:
         settings = Settings.from_env()
         logs.bind(

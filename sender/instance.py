@@ -13,6 +13,7 @@ The modules that define these things (`secrets`, `transport`, `ledger_*`, `webho
 from __future__ import annotations
 
 import functools
+import os
 import ssl
 import threading
 import time
@@ -26,6 +27,7 @@ from sender.config import Settings
 from sender.errors import ConfigurationError
 from sender.ledger import Clock, Ledger
 from sender.ledger_memory import MemoryLedger
+from sender.results import ResultsPublisher, new_publisher_client
 from sender.secrets import ProfileStore, new_secret_manager_client, source_for
 from sender.session_pool import SessionPool
 from sender.templates import new_environment
@@ -59,13 +61,17 @@ def reset() -> None:
             item.close()
 
 
-def secret_manager_client(emulator_host: str | None) -> Any:
-    """One Secret Manager client per instance (per emulator host), created on first use."""
-    return _get("secret_manager_client", emulator_host,
-                lambda: new_secret_manager_client(emulator_host))  # fmt: skip
+def secret_manager_client(emulator_host: str | None, api_endpoint: str | None = None) -> Any:
+    """One Secret Manager client per endpoint (None: the global one; a regional secret's
+    `secretmanager.L.rep.googleapis.com`), created on first use. The emulator serves every
+    endpoint, so with one there is a single client."""
+    endpoint = None if emulator_host else api_endpoint
+    return _get("secret_manager_client", (emulator_host, endpoint),
+                lambda: new_secret_manager_client(emulator_host, endpoint))  # fmt: skip
 
 
-def _client_factory(settings: Settings) -> Callable[[], Any]:
+def _client_factory(settings: Settings) -> Callable[[str | None], Any]:
+    """endpoint -> the instance's client for it (what `sender.secrets` calls a ClientFactory)."""
     return functools.partial(secret_manager_client, settings.secret_manager_emulator_host)
 
 
@@ -179,6 +185,36 @@ def ledger(settings: Settings) -> Ledger:
     )
     # `new_ledger` is looked up at call time, so a test can substitute the factory (a clock).
     return _get("ledger", key, lambda: new_ledger(settings))
+
+
+def pubsub_publisher_client(emulator_host: str | None) -> Any:
+    """One Pub/Sub publisher client per instance (per emulator host), created on first use."""
+    return _get("pubsub_publisher_client", emulator_host,
+                lambda: new_publisher_client(emulator_host))  # fmt: skip
+
+
+def results_publisher(settings: Settings) -> ResultsPublisher | None:
+    """Where outcome events go (`RESULTS_TOPIC`), or None when no topic is set. Nothing here
+    talks to Pub/Sub or imports its client: that waits for the first event."""
+    if not settings.results_topic:
+        return None
+    emulator_host = os.environ.get("PUBSUB_EMULATOR_HOST") or None  # the library's variable
+    key = (
+        settings.results_topic,
+        settings.google_cloud_project,
+        settings.results_timeout_s,
+        emulator_host,
+    )
+    return _get(
+        "results_publisher",
+        key,
+        lambda: ResultsPublisher(
+            topic=settings.results_topic or "",
+            project=settings.google_cloud_project,
+            timeout_s=settings.results_timeout_s,
+            client=functools.partial(pubsub_publisher_client, emulator_host),
+        ),
+    )
 
 
 def template_environment(templates_dir: str | None) -> SandboxedEnvironment:

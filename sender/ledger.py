@@ -13,7 +13,14 @@ moment. Before sending, the function *claims* the key; the ledger answers with e
 
 After the attempt the holder either `complete`s (every recipient accepted or refused for good),
 `record_progress`es (some recipients still owed after a 4xx: the lease is dropped so a redelivery
-can claim at once and send to those only), or `release`s (a failure that sent nothing).
+can claim at once and send to those only), or `release`s (a failure that sent nothing). A release
+keeps the record, with the lease dropped and the attempt's `Failure` remembered for the status
+answer: the next claim takes it at once, as if the key were new (or as the progress left it), so a
+failure that sent nothing still never stops a retry with the same key.
+
+`describe` turns a record into what `GET /messages/<key>` and the outcome events report: one of
+`STATES` and the recipients' fates. Records written before the attempt times and `failure` existed
+read as "unknown" (None) for those fields and behave exactly as before.
 
 Records carry `expire_at` (a Firestore TTL policy deletes them; both stores also ignore expired
 records on read, since TTL deletion runs late). The state machine lives in the pure functions
@@ -33,6 +40,31 @@ from sender.outcome import Refusal
 
 Clock = Callable[[], float]
 
+# What a record says about its key, as `describe` reports it:
+SENDING = "sending"  # an attempt holds the key right now
+SENT = "sent"  # every recipient accepted
+PARTIAL = "partial"  # some accepted; others refused for good or still owed (4xx)
+REJECTED = "rejected"  # the last attempt was refused for good and sent nothing
+FAILED = "failed"  # the last attempt failed (transient, misconfigured, or never finished)
+STATES = (SENDING, SENT, PARTIAL, REJECTED, FAILED)
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """How an attempt that sent nothing ended, kept for the status answer (never a body).
+
+    `error` is the answer's error kind (`rejected`, `invalid_request`, `unavailable`,
+    `misconfigured`, `internal`); `refused` holds that attempt's refusals, which are reported but,
+    unlike a recorded attempt's, never decide who the next attempt sends to.
+    """
+
+    state: str  # REJECTED or FAILED
+    error: str
+    detail: str
+    smtp_code: int | None = None
+    smtp_message: str | None = None
+    refused: Mapping[str, Refusal] = field(default_factory=dict)
+
 
 @dataclass(frozen=True, slots=True)
 class Entry:
@@ -48,6 +80,9 @@ class Entry:
     owed: tuple[str, ...] | None = None  # None: no attempt reached the server yet
     attempts: int = 0
     expire_at: float = 0.0
+    first_attempt_at: float | None = None  # None: unknown (a record older than this field)
+    last_attempt_at: float | None = None  # when the latest claim was taken
+    failure: Failure | None = None  # the latest attempt's, when it sent nothing
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,9 +137,12 @@ class Ledger(abc.ABC):
         accepted: Sequence[str],
         refused: Mapping[str, Refusal],
         owed: Sequence[str],
+        failure: Failure | None = None,
     ) -> Entry:
         """After an attempt: `accepted` and `refused` (final) by it, `owed` (4xx) still to send.
-        With nothing owed the record is complete. Returns it with every attempt merged."""
+        With nothing owed the record is complete. Returns it with every attempt merged.
+        `failure`: the attempt failed as a whole although its refusals count (every recipient
+        refused, some of them for good)."""
 
     def complete(
         self,
@@ -120,8 +158,18 @@ class Ledger(abc.ABC):
         )
 
     @abc.abstractmethod
-    def release(self, claim: Claim) -> None:
-        """Give the claim up after a failure that sent nothing, so a retry can claim at once."""
+    def release(self, claim: Claim, failure: Failure | None = None) -> None:
+        """Give the claim up after a failure that sent nothing, so a retry can claim at once;
+        the record keeps `failure` for the status answer."""
+
+    @abc.abstractmethod
+    def now(self) -> float:
+        """The store's clock (seconds since the epoch): what leases and expiry are measured on."""
+
+    def status(self, key: str) -> Status | None:
+        """What `GET /messages/<key>` answers: the record described, or None when unknown."""
+        entry = self.lookup(key)
+        return None if entry is None else describe(entry, now=self.now())
 
 
 # --- the state machine (pure, shared by every store) ---------------------------------------
@@ -159,12 +207,17 @@ def decide_claim(
     if entry is not None and entry.owner is not None and (entry.lease_until or 0.0) > now:
         return Busy(retry_after_s=(entry.lease_until or now) - now), None
     base = entry or Entry(key=key, owner=None, lease_until=None, done=False)
+    first = base.first_attempt_at
     written = replace(
         base,
         owner=token,
         lease_until=now + lease_s,
         attempts=base.attempts + 1,
         expire_at=now + ttl_s,
+        # A record from before attempt times were kept stays "unknown" rather than guessed.
+        first_attempt_at=first if first is not None or base.attempts else now,
+        last_attempt_at=now,
+        failure=None,  # a new attempt: the previous one's failure no longer describes the key
     )
     claim = _claim_of(written, key=key, token=token, taken_over=base.owner is not None)
     return Claimed(claim), written
@@ -180,6 +233,7 @@ def merge_outcome(
     accepted: Sequence[str],
     refused: Mapping[str, Refusal],
     owed: Sequence[str],
+    failure: Failure | None = None,
 ) -> Entry:
     """Fold one attempt's result into the stored record.
 
@@ -210,6 +264,7 @@ def merge_outcome(
         refused=all_refused,
         owed=() if done else still_owed,
         expire_at=now + ttl_s,
+        failure=None if done else failure,
     )
 
 
@@ -218,8 +273,86 @@ def holds(entry: Entry | None, claim: Claim) -> bool:
     return entry is not None and entry.owner == claim.token
 
 
-def released(entry: Entry) -> Entry | None:
-    """What `release` leaves behind for a held record: None deletes it."""
-    if entry.owed is None:
-        return None  # nothing was ever sent for this key: forget it entirely
-    return replace(entry, owner=None, lease_until=None)  # keep the progress, drop the lease
+def released(entry: Entry, failure: Failure | None) -> Entry:
+    """What `release` leaves behind for a held record: the lease dropped, the failure noted.
+
+    Any progress is kept; without progress (`owed` None) the next claim sends to everyone, exactly
+    as if the key were new. Kept (not deleted) only so that the status answer can tell the key's
+    fate until the record expires.
+    """
+    return replace(entry, owner=None, lease_until=None, failure=failure)
+
+
+# --- what a record says (GET /messages/<key>, outcome events) ------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """A key's fate as the status answer and the outcome events report it (never a body)."""
+
+    key: str
+    state: str  # one of STATES
+    message_id: str | None
+    accepted: tuple[str, ...]
+    refused: Mapping[str, Refusal]  # final (5xx) refusals
+    owed: tuple[str, ...]  # deferred (4xx) recipients a later attempt still sends to
+    attempts: int
+    first_attempt_at: float | None
+    last_attempt_at: float | None
+    failure: Failure | None  # with REJECTED and FAILED: how the last attempt ended
+
+    @property
+    def finished(self) -> bool:
+        return self.state != SENDING
+
+
+# A claim whose lease ran out without an outcome: its instance stopped mid-attempt.
+ABANDONED = Failure(
+    FAILED,
+    "abandoned",
+    "the last attempt did not finish (its instance stopped); a retry with this key takes over",
+)
+
+
+def _state(entry: Entry, now: float) -> tuple[str, Failure | None]:
+    """The key's state and, for REJECTED/FAILED, how the last attempt ended. In this order: a
+    live claim, a complete record, the last attempt's failure, a claim abandoned mid-attempt,
+    recorded progress."""
+    if entry.owner is not None and (entry.lease_until or 0.0) > now:
+        return SENDING, None
+    if entry.done:
+        state = SENT if not entry.refused else PARTIAL if entry.accepted else REJECTED
+        return state, None
+    failure = entry.failure or (ABANDONED if entry.owner is not None else None)
+    if failure is not None:
+        return failure.state, failure
+    # Progress recorded, the rest owed to the next delivery (None: a record that never learnt
+    # anything, which only a store's older version could leave behind).
+    return (PARTIAL if entry.owed is not None else FAILED), None
+
+
+def describe(entry: Entry, *, now: float) -> Status:
+    """The record as `Status`. A failed attempt's own refusals are added to the report: its 5xx
+    among `refused`, its 4xx among `owed` (the next attempt sends to them)."""
+    state, failure = _state(entry, now)
+    refused = dict(entry.refused)
+    owed = list(entry.owed or ())
+    if failure is not None:
+        for address, refusal in failure.refused.items():
+            if refusal.transient:
+                if address not in owed and address not in entry.accepted:
+                    owed.append(address)
+            else:
+                refused.setdefault(address, refusal)
+    return Status(
+        key=entry.key,
+        state=state,
+        message_id=entry.message_id or None,
+        accepted=entry.accepted,
+        refused=refused,
+        owed=tuple(owed),
+        attempts=entry.attempts,
+        first_attempt_at=entry.first_attempt_at,
+        last_attempt_at=entry.last_attempt_at,
+        failure=failure,
+    )

@@ -43,6 +43,7 @@ from sender.ledger import (
     ClaimResult,
     Clock,
     Entry,
+    Failure,
     Ledger,
     decide_claim,
     holds,
@@ -83,6 +84,44 @@ def _seconds(value: Any) -> float | None:
     return value.timestamp() if isinstance(value, datetime) else None
 
 
+def _refused_map(refused: Mapping[str, Refusal]) -> dict[str, Any]:
+    return {addr: r.as_json() for addr, r in refused.items()}
+
+
+def _refusals(data: Any) -> dict[str, Refusal]:
+    return {
+        addr: Refusal(int(r.get("code", 0)), str(r.get("message", "")))
+        for addr, r in (data or {}).items()
+    }
+
+
+def _failure_map(failure: Failure | None) -> dict[str, Any] | None:
+    if failure is None:
+        return None
+    return {
+        "state": failure.state,
+        "error": failure.error,
+        "detail": failure.detail,
+        "smtp_code": failure.smtp_code,
+        "smtp_message": failure.smtp_message,
+        "refused": _refused_map(failure.refused),
+    }
+
+
+def _failure(data: Any) -> Failure | None:
+    if not isinstance(data, Mapping):
+        return None
+    code = data.get("smtp_code")
+    return Failure(
+        state=str(data.get("state") or ""),
+        error=str(data.get("error") or ""),
+        detail=str(data.get("detail") or ""),
+        smtp_code=None if code is None else int(code),
+        smtp_message=data.get("smtp_message"),
+        refused=_refusals(data.get("refused")),
+    )
+
+
 def to_document(entry: Entry) -> dict[str, Any]:
     return {
         "key": entry.key,
@@ -91,11 +130,15 @@ def to_document(entry: Entry) -> dict[str, Any]:
         "done": entry.done,
         "message_id": entry.message_id,
         "accepted": list(entry.accepted),
-        "refused": {addr: r.as_json() for addr, r in entry.refused.items()},
+        "refused": _refused_map(entry.refused),
         "owed": None if entry.owed is None else list(entry.owed),
         "attempts": entry.attempts,
         "expire_at": _timestamp(entry.expire_at),
         "updated_at": firestore.SERVER_TIMESTAMP,  # for operators reading the collection
+        # Added for the status answer; documents written before them read as None (unknown).
+        "first_attempt_at": _timestamp(entry.first_attempt_at),
+        "last_attempt_at": _timestamp(entry.last_attempt_at),
+        "failure": _failure_map(entry.failure),
     }
 
 
@@ -108,13 +151,13 @@ def from_document(data: Mapping[str, Any]) -> Entry:
         done=bool(data.get("done")),
         message_id=data.get("message_id"),
         accepted=tuple(data.get("accepted") or ()),
-        refused={
-            addr: Refusal(int(r.get("code", 0)), str(r.get("message", "")))
-            for addr, r in (data.get("refused") or {}).items()
-        },
+        refused=_refusals(data.get("refused")),
         owed=None if owed is None else tuple(owed),
         attempts=int(data.get("attempts") or 0),
         expire_at=_seconds(data.get("expire_at")) or 0.0,
+        first_attempt_at=_seconds(data.get("first_attempt_at")),
+        last_attempt_at=_seconds(data.get("last_attempt_at")),
+        failure=_failure(data.get("failure")),
     )
 
 
@@ -287,6 +330,9 @@ class FirestoreLedger(Ledger):
             return None
         return entry
 
+    def now(self) -> float:
+        return self._clock()
+
     def record_progress(
         self,
         claim: Claim,
@@ -295,6 +341,7 @@ class FirestoreLedger(Ledger):
         accepted: Sequence[str],
         refused: Mapping[str, Refusal],
         owed: Sequence[str],
+        failure: Failure | None = None,
     ) -> Entry:
         ref = self._ref(claim.key)
 
@@ -308,17 +355,18 @@ class FirestoreLedger(Ledger):
                 accepted=accepted,
                 refused=refused,
                 owed=owed,
+                failure=failure,
             )
             return entry, entry
 
         return self._guarded(lambda deadline: self._settle(ref, deadline, None, step))
 
-    def release(self, claim: Claim) -> None:
+    def release(self, claim: Claim, failure: Failure | None = None) -> None:
         ref = self._ref(claim.key)
 
         def step(read: _Read) -> tuple[None, Entry | _Keep | None]:
             if read.entry is None or not holds(read.entry, claim):
                 return None, _KEEP  # someone took over meanwhile: their claim is not ours to drop
-            return None, released(read.entry)  # None deletes the record
+            return None, released(read.entry, failure)
 
         self._guarded(lambda deadline: self._settle(ref, deadline, None, step))

@@ -16,6 +16,7 @@ from sender.ledger import (
     ClaimResult,
     Clock,
     Entry,
+    Failure,
     Ledger,
     decide_claim,
     holds,
@@ -87,6 +88,9 @@ class MemoryLedger(Ledger):
         with self._lock:
             return self._get(key, self._clock())
 
+    def now(self) -> float:
+        return self._clock()
+
     def record_progress(
         self,
         claim: Claim,
@@ -95,6 +99,7 @@ class MemoryLedger(Ledger):
         accepted: Sequence[str],
         refused: Mapping[str, Refusal],
         owed: Sequence[str],
+        failure: Failure | None = None,
     ) -> Entry:
         with self._lock:
             now = self._clock()
@@ -107,17 +112,14 @@ class MemoryLedger(Ledger):
                 accepted=accepted,
                 refused=refused,
                 owed=owed,
+                failure=failure,
             )
             self._put(entry)
             return entry
 
-    def release(self, claim: Claim) -> None:
+    def release(self, claim: Claim, failure: Failure | None = None) -> None:
         with self._lock:
             entry = self._get(claim.key, self._clock())
             if entry is None or not holds(entry, claim):
                 return  # someone took over meanwhile: their claim is not ours to drop
-            remaining = released(entry)
-            if remaining is None:
-                del self._entries[claim.key]
-            else:
-                self._put(remaining)
+            self._put(released(entry, failure))

@@ -173,3 +173,20 @@ def stale_event(*, event_id: str, age_s: float, max_event_age_s: float) -> None:
         age_s=round(age_s, 1),
         max_event_age_s=max_event_age_s,
     )
+
+
+# --- operating it (outcome events, see sender/results.py) -----------------------------------
+
+
+def outcome_event_not_published(*, topic: str, reason: str, state: Any) -> None:
+    write(
+        "WARNING",
+        "outcome event not published; the send itself is unaffected",
+        results_topic=topic,
+        reason=reason,
+        state=state,
+    )
+
+
+def status_lookup_failed(fields: Mapping[str, Any], *, severity: str, via: str) -> None:
+    write(severity, "delivery status not available", trigger=via, **fields)

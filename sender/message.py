@@ -325,6 +325,18 @@ def _unusable_strings(value: Any, path: str, depth: int = 0) -> list[FieldProble
     return problems
 
 
+def check_idempotency_key(value: str, field_name: str) -> str:
+    """A key given outside the body (a header, a Pub/Sub attribute, a URL): surrounding blanks
+    dropped, then 1 to `MAX_IDEMPOTENCY_KEY_CHARS` printable characters, else `InvalidRequestError`.
+    """
+    key = value.strip()
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY_CHARS or not key.isprintable():
+        raise InvalidRequestError.one(
+            field_name, f"must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable characters"
+        )
+    return key
+
+
 def parse_request(data: Any) -> EmailRequest:
     """Decoded JSON -> an `EmailRequest`; else `InvalidRequestError` naming each field."""
     if not isinstance(data, dict):

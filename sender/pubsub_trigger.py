@@ -5,9 +5,14 @@ Returning acks the message. Raising makes functions-framework answer 500, so Pub
 is lost while a provider recovers or an operator fixes the secret. Invalid messages and permanent
 rejections are acked after one ERROR line: redelivering them would only loop.
 
-The CloudEvent id is the idempotency key (`exactly_once.send_once`): a redelivered event is acked
-with an INFO line and sends nothing; while another delivery of it is still sending, this one asks
-to be redelivered later. Recipients deferred with a 4xx make the event come back for them alone.
+The CloudEvent id is the idempotency key (`exactly_once.send_once`), unless the Pub/Sub message
+carries an `idempotency_key` attribute, which replaces it (same `pubsub:` namespace): a dead letter
+republished with its original message id as that attribute is recognised as that message. A
+redelivered event is acked with an INFO line and sends nothing; while another delivery of it is
+still sending, this one asks to be redelivered later. Recipients deferred with a 4xx make the event
+come back for them alone. An attribute that is not 1 to 256 printable characters makes the message
+invalid (one ERROR line, acked), as a bad key does over HTTP: falling back to the event id would
+let a replay send twice without anyone noticing.
 Events older than `MAX_EVENT_AGE_S` are dropped with a WARNING: a day-old alert is noise, not news.
 """
 
@@ -28,9 +33,10 @@ from sender.errors import (
     SendError,
 )
 from sender.exactly_once import send_once
-from sender.message import EmailRequest, decode_json, parse_request
+from sender.message import EmailRequest, check_idempotency_key, decode_json, parse_request
 
 VIA = "pubsub"
+KEY_ATTRIBUTE = "idempotency_key"
 
 
 def decode_event_data(data: Any) -> Any:
@@ -49,6 +55,19 @@ def decode_event_data(data: Any) -> Any:
 
 def parse_event(cloud_event: Any) -> EmailRequest:
     return parse_request(decode_event_data(cloud_event.data))
+
+
+def event_key(cloud_event: Any, event_id: str) -> str:
+    """The idempotency key: the message's `idempotency_key` attribute, else the event id."""
+    data = cloud_event.data
+    message = data.get("message") if isinstance(data, dict) else None
+    attributes = message.get("attributes") if isinstance(message, dict) else None
+    value = attributes.get(KEY_ATTRIBUTE) if isinstance(attributes, dict) else None
+    if value is None:
+        return event_id
+    if not isinstance(value, str):
+        raise InvalidRequestError.one(f"attributes.{KEY_ATTRIBUTE}", "must be a string")
+    return check_idempotency_key(value, f"attributes.{KEY_ATTRIBUTE}")
 
 
 def event_age_s(cloud_event: Any, now: datetime | None = None) -> float | None:
@@ -77,8 +96,11 @@ def handle(cloud_event: Any) -> None:
                 event_id=event_id, age_s=age_s, max_event_age_s=settings.max_event_age_s
             )
             return
+        key = event_key(cloud_event, event_id)
+        if key != event_id:
+            logs.bind(idempotency_key=key)
         email_request = parse_event(cloud_event)
-        delivery = send_once(email_request, settings, ledger_key=f"pubsub:{event_id}")
+        delivery = send_once(email_request, settings, ledger_key=f"pubsub:{key}")
     except ClaimBusyError as error:
         logs.claim_busy(retry_after_s=error.retry_after_s, via=VIA)
         raise RedeliveryRequestedError("another delivery of this event is in progress") from None

@@ -8,7 +8,9 @@ cache after an authentication failure so that a rotated password is picked up wi
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -70,8 +72,18 @@ class FileSecretSource:
             ) from None
 
 
+# A location id goes into a host name (`secretmanager.L.rep.googleapis.com`): letters, digits
+# and inner hyphens only (`europe-west1`, `us-central1`).
+_LOCATION = re.compile(r"^[a-z][a-z0-9-]{0,61}[a-z0-9]$")
+_NAME_RULE = (
+    "must be projects/P/secrets/S[/versions/V], projects/P/locations/L/secrets/S[/versions/V] "
+    "or a bare secret name"
+)
+
+
 def resolve_secret_version(name: str, project: str | None, variable: str = "SMTP_SECRET") -> str:
-    """`S`, `projects/P/secrets/S` or `projects/P/secrets/S/versions/V` -> a full version name.
+    """`S`, `projects/P/secrets/S[/versions/V]` or the regional
+    `projects/P/locations/L/secrets/S[/versions/V]` -> a full version name (`latest` if none).
 
     `variable` names the setting in error messages (SMTP_SECRET, WEBHOOK_SECRET)."""
     parts = name.strip().strip("/").split("/")
@@ -81,24 +93,47 @@ def resolve_secret_version(name: str, project: str | None, variable: str = "SMTP
                 f"{variable} {name!r} is a bare name, but GOOGLE_CLOUD_PROJECT is not set"
             )
         return f"projects/{project}/secrets/{parts[0]}/versions/latest"
-    if len(parts) == 4 and parts[0] == "projects" and parts[2] == "secrets" and all(parts):
-        return "/".join(parts) + "/versions/latest"
-    is_version = len(parts) == 6 and parts[0] == "projects" and parts[2] == "secrets"
-    if is_version and parts[4] == "versions" and all(parts):
+    if not all(parts) or len(parts) < 4 or parts[0] != "projects":
+        raise ConfigurationError(f"{variable} {_NAME_RULE}")
+    secret = parts[:4]
+    if parts[2] == "locations":
+        if len(parts) < 6 or parts[4] != "secrets" or not _LOCATION.match(parts[3]):
+            raise ConfigurationError(f"{variable} {_NAME_RULE}")
+        secret = parts[:6]
+    elif parts[2] != "secrets":
+        raise ConfigurationError(f"{variable} {_NAME_RULE}")
+    version = parts[len(secret) :]
+    if not version:
+        return "/".join(secret) + "/versions/latest"
+    if len(version) == 2 and version[0] == "versions":
         return "/".join(parts)
-    raise ConfigurationError(
-        f"{variable} must be projects/P/secrets/S[/versions/V] or a bare secret name"
-    )
+    raise ConfigurationError(f"{variable} {_NAME_RULE}")
 
 
-def new_secret_manager_client(emulator_host: str | None) -> Any:
-    """A Secret Manager client: plaintext gRPC to `emulator_host` (tests), else the real API.
+def secret_endpoint(version_name: str) -> str | None:
+    """The API endpoint serving a resolved version name: a regional secret is only served by its
+    location's endpoint; None: the global one (the client's default)."""
+    parts = version_name.split("/")
+    if len(parts) > 3 and parts[2] == "locations":
+        return f"secretmanager.{parts[3]}.rep.googleapis.com"
+    return None
+
+
+def new_secret_manager_client(
+    emulator_host: str | None, api_endpoint: str | None = None, *, credentials: Any = None
+) -> Any:
+    """A Secret Manager client: plaintext gRPC to `emulator_host` (tests; it serves every
+    endpoint), else the real API at `api_endpoint` (None: the global endpoint) with
+    `credentials` (None: the function's own, found by google-auth).
 
     Imported here so that a local run with SMTP_SECRET_FILE never loads gRPC at all."""
     from google.cloud import secretmanager  # noqa: PLC0415
 
     if not emulator_host:
-        return secretmanager.SecretManagerServiceClient()
+        options = None if api_endpoint is None else {"api_endpoint": api_endpoint}
+        return secretmanager.SecretManagerServiceClient(
+            credentials=credentials, client_options=options
+        )
     import grpc  # noqa: PLC0415
     from google.cloud.secretmanager_v1.services.secret_manager_service.transports import (  # noqa: PLC0415
         SecretManagerServiceGrpcTransport,
@@ -109,7 +144,8 @@ def new_secret_manager_client(emulator_host: str | None) -> Any:
     return secretmanager.SecretManagerServiceClient(transport=transport)
 
 
-ClientFactory = Callable[[], Any]
+# endpoint (None: global) -> the instance's client for it; `secret_manager_source` binds one.
+ClientFactory = Callable[[str | None], Any]
 
 
 def _classify_secret_manager_error(exc: Exception, version_name: str) -> Exception:
@@ -135,7 +171,7 @@ def _classify_secret_manager_error(exc: Exception, version_name: str) -> Excepti
 class SecretManagerSource:
     """`SMTP_SECRET` read through `google-cloud-secret-manager`."""
 
-    def __init__(self, version_name: str, client: ClientFactory) -> None:
+    def __init__(self, version_name: str, client: Callable[[], Any]) -> None:
         self._version_name = version_name
         self._client = client  # the instance's shared client, created on first use
 
@@ -173,10 +209,10 @@ class SecretManagerSource:
 def secret_manager_source(
     name: str, settings: Settings, variable: str, client: ClientFactory
 ) -> SecretManagerSource:
-    """The Secret Manager version `name` (the value of setting `variable`) resolves to."""
-    return SecretManagerSource(
-        resolve_secret_version(name, settings.google_cloud_project, variable), client
-    )
+    """The Secret Manager version `name` (the value of setting `variable`) resolves to, read
+    through the endpoint that serves it (regional secrets: their location's)."""
+    version = resolve_secret_version(name, settings.google_cloud_project, variable)
+    return SecretManagerSource(version, functools.partial(client, secret_endpoint(version)))
 
 
 def source_for(settings: Settings, client: ClientFactory) -> SecretSource:

@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
-from sender.ledger import Busy, Claim, Claimed, ClaimResult, Duplicate, Ledger
+from sender.ledger import (
+    FAILED,
+    PARTIAL,
+    REJECTED,
+    SENDING,
+    SENT,
+    Busy,
+    Claim,
+    Claimed,
+    ClaimResult,
+    Duplicate,
+    Failure,
+    Ledger,
+    Status,
+)
 from sender.ledger_memory import MemoryLedger
 from sender.outcome import Refusal
 from tests.support.fakes import FakeClock
@@ -236,3 +253,193 @@ def test_unreachable_firestore_is_a_transient_error(
         ledger.claim("event-1")
     assert caught.value.http_status == 503
     assert caught.value.redeliver
+
+
+# --- what the status answer and outcome events read (issue 14) -------------------------------
+
+DEFERRED = Refusal(450, "4.2.1 mailbox busy")
+BOUNCED = Failure(
+    REJECTED, "rejected", "every recipient was refused", refused={"a@example.com": USER_UNKNOWN}
+)
+UNAVAILABLE = Failure(FAILED, "unavailable", "451 4.3.0 try later", smtp_code=451)
+
+
+def status_of(ledger: Ledger, key: str) -> Status:
+    status = ledger.status(key)
+    assert status is not None
+    return status
+
+
+def test_unknown_key_has_no_status(make_ledger: LedgerFactory) -> None:
+    assert make_ledger().status("never-seen") is None
+
+
+def test_attempt_times_are_the_first_and_latest_claims(
+    make_ledger: LedgerFactory, clock: FakeClock
+) -> None:
+    started = clock.now
+    first = claimed(make_ledger().claim("event-1"))
+    make_ledger().release(first, UNAVAILABLE)
+    clock.advance(90)
+    claimed(make_ledger().claim("event-1"))
+
+    status = status_of(make_ledger(), "event-1")
+    assert status.attempts == 2
+    assert status.first_attempt_at == pytest.approx(started, abs=0.001)
+    assert status.last_attempt_at == pytest.approx(started + 90, abs=0.001)
+
+
+def test_a_rejected_attempt_is_remembered_and_still_never_stops_a_retry(
+    make_ledger: LedgerFactory,
+) -> None:
+    first = claimed(make_ledger().claim("event-1"))
+    make_ledger().release(first, BOUNCED)
+
+    rejected = status_of(make_ledger(), "event-1")
+    assert rejected.state == REJECTED
+    assert rejected.failure == BOUNCED
+    assert dict(rejected.refused) == {"a@example.com": USER_UNKNOWN}
+    assert rejected.accepted == ()
+    assert rejected.message_id is None
+
+    # The retry claims at once and sends to everyone, as if the key were new.
+    retry = claimed(make_ledger().claim("event-1"))
+    assert retry.owed is None
+    assert not retry.taken_over
+    assert dict(retry.refused) == {}  # the failed attempt's refusals decide nothing
+    assert status_of(make_ledger(), "event-1").state == SENDING
+
+    make_ledger().complete(retry, message_id=MID, accepted=["a@example.com"], refused={})
+    sent = status_of(make_ledger(), "event-1")
+    assert (sent.state, sent.failure, sent.attempts) == (SENT, None, 2)
+    assert dict(sent.refused) == {}
+
+
+def test_each_state_as_the_status_reports_it(make_ledger: LedgerFactory, clock: FakeClock) -> None:
+    ledger = make_ledger()
+    claimed(ledger.claim("sending"))  # its holder never reports back
+    assert status_of(ledger, "sending").state == SENDING
+
+    ledger.complete(
+        claimed(ledger.claim("sent")), message_id=MID, accepted=["a@x.test"], refused={}
+    )
+    ledger.record_progress(
+        claimed(ledger.claim("owed")),
+        message_id=MID,
+        accepted=["a@x.test"],
+        refused={"c@x.test": USER_UNKNOWN},
+        owed=["b@x.test"],
+    )
+    ledger.complete(
+        claimed(ledger.claim("some-bounced")),
+        message_id=MID,
+        accepted=["a@x.test"],
+        refused={"c@x.test": USER_UNKNOWN},
+    )
+    ledger.release(claimed(ledger.claim("failed")), UNAVAILABLE)
+    # Every recipient refused, some for good: recorded as progress, the attempt still failed.
+    ledger.record_progress(
+        claimed(ledger.claim("mixed")),
+        message_id="",
+        accepted=[],
+        refused={"c@x.test": USER_UNKNOWN},
+        owed=["b@x.test"],
+        failure=Failure(FAILED, "unavailable", "every recipient was refused"),
+    )
+
+    sent = status_of(ledger, "sent")
+    assert (sent.state, sent.message_id, sent.accepted, sent.owed) == (
+        SENT,
+        MID,
+        ("a@x.test",),
+        (),
+    )
+    owed = status_of(ledger, "owed")
+    assert (owed.state, owed.owed, dict(owed.refused)) == (
+        PARTIAL,
+        ("b@x.test",),
+        {"c@x.test": USER_UNKNOWN},
+    )
+    assert status_of(ledger, "some-bounced").state == PARTIAL
+    assert status_of(ledger, "some-bounced").owed == ()
+    failed = status_of(ledger, "failed")
+    assert (failed.state, failed.failure) == (FAILED, UNAVAILABLE)
+    mixed = status_of(ledger, "mixed")
+    assert (mixed.state, mixed.owed, dict(mixed.refused)) == (
+        FAILED,
+        ("b@x.test",),
+        {"c@x.test": USER_UNKNOWN},
+    )
+    assert mixed.message_id is None
+
+    # A holder that never reported back: its lease runs out and the key reads as failed.
+    clock.advance(LEASE_S + 1)
+    abandoned = status_of(ledger, "sending")
+    assert abandoned.state == FAILED
+    assert abandoned.failure is not None
+    assert abandoned.failure.error == "abandoned"
+    assert isinstance(ledger.claim("sending"), Claimed)  # and the next delivery takes it over
+
+
+def test_a_failed_retry_of_a_partial_send_keeps_the_progress_and_reports_the_4xx_as_owed(
+    make_ledger: LedgerFactory,
+) -> None:
+    first = claimed(make_ledger().claim("event-1"))
+    make_ledger().record_progress(
+        first, message_id=MID, accepted=["a@example.com"], refused={}, owed=["b@example.com"]
+    )
+    retry = claimed(make_ledger().claim("event-1"))
+    failure = Failure(
+        FAILED, "unavailable", "deferred", refused={"b@example.com": DEFERRED}, smtp_code=450
+    )
+    make_ledger().release(retry, failure)
+
+    status = status_of(make_ledger(), "event-1")
+    assert (status.state, status.accepted, status.owed) == (
+        FAILED,
+        ("a@example.com",),
+        ("b@example.com",),
+    )
+    assert dict(status.refused) == {}  # a 4xx is owed, never a final refusal
+    assert claimed(make_ledger().claim("event-1")).owed == ("b@example.com",)
+
+
+@pytest.mark.emulator
+@pytest.mark.usefixtures("firestore_env")
+def test_firestore_documents_written_before_issue_14_still_read_and_update(
+    clock: FakeClock,
+) -> None:
+    """A record as the previous version stored it (no attempt times, no failure field)."""
+    from google.cloud import firestore
+
+    from sender.ledger_firestore import FirestoreLedger, document_id
+
+    collection = f"old-shape-{uuid.uuid4().hex[:12]}"
+    old: dict[str, Any] = {
+        "key": "pubsub:evt-old",
+        "owner": None,
+        "lease_until": None,
+        "done": False,
+        "message_id": MID,
+        "accepted": ["a@example.com"],
+        "refused": {},
+        "owed": ["b@example.com"],
+        "attempts": 1,
+        "expire_at": datetime.fromtimestamp(clock.now + TTL_S, UTC),
+        "updated_at": firestore.SERVER_TIMESTAMP,
+    }
+    firestore.Client().collection(collection).document(document_id("pubsub:evt-old")).set(old)
+    ledger = FirestoreLedger(collection=collection, lease_s=LEASE_S, ttl_s=TTL_S, clock=clock)
+
+    status = status_of(ledger, "pubsub:evt-old")
+    assert (status.state, status.owed, status.attempts) == (PARTIAL, ("b@example.com",), 1)
+    assert status.first_attempt_at is None  # unknown, not guessed
+    assert status.last_attempt_at is None
+
+    retry = claimed(ledger.claim("pubsub:evt-old"))
+    assert retry.owed == ("b@example.com",)
+    ledger.release(retry, UNAVAILABLE)
+    after = status_of(ledger, "pubsub:evt-old")
+    assert (after.state, after.attempts, after.failure) == (FAILED, 2, UNAVAILABLE)
+    assert after.first_attempt_at is None
+    assert after.last_attempt_at == pytest.approx(clock.now, abs=0.001)

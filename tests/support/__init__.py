@@ -11,11 +11,13 @@ Conftests only wire these into fixtures; tests import from here, never from a co
   (`run_concurrently`, `Connection`, `Timings`).
 - ``hypothesis_profiles``: the ``ci`` / ``explore`` Hypothesis profiles.
 - ``secret_manager_stub``: a plaintext gRPC Secret Manager that the real client talks to
-  (`SecretManagerStub`), also runnable as ``python -m tests.support.secret_manager_stub``.
+  (`SecretManagerStub`; global and regional names, `names_asked`), also runnable as
+  ``python -m tests.support.secret_manager_stub``.
 - ``ff_process``: functions-framework as a real process (`FunctionsFrameworkProcess`), bounded
   waits on its log lines (`wait_for_log`, `message_is`).
 - ``pubsub``: Pub/Sub CloudEvents and push envelopes for a Flask test client (`post_event`,
-  `post_push`); ``pubsub_rest``: topics and push subscriptions on the emulator (`PushTopic`).
+  `post_push`); ``pubsub_rest``: topics, push and pull subscriptions on the emulator
+  (`PushTopic`, `PullTopic`, `pull`).
 - ``emulators``: the gcloud Pub/Sub and Firestore emulators on loopback (`start`,
   `run_for_session`), also runnable as ``python -m tests.support.emulators``.
 - ``fakes``: a rotatable secret source and a movable clock (`FakeSecretSource`, `FakeClock`).

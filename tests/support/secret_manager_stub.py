@@ -9,11 +9,17 @@ In-process::
     with SecretManagerStub() as sm:
         sm.put_secret("projects/p/secrets/s", b'{"host": ...}')   # creates, adds version 1
         sm.add_version("projects/p/secrets/s", b"...")           # version 2 = latest
+        sm.put_secret("projects/p/locations/europe-west1/secrets/s", b"...")  # a regional one
         sm.fail_next(3, grpc.StatusCode.UNAVAILABLE)               # next 3 RPCs fail
         sm.fail_next(None, grpc.StatusCode.PERMISSION_DENIED)      # every RPC fails until cleared
         sm.hang(10)                                                # every RPC waits 10 s
         sm.corrupt_checksum = True                                 # wrong data_crc32c
         sm.call_count("AccessSecretVersion")                       # RPCs seen (incl. failed)
+        sm.names_asked("AccessSecretVersion")                      # the names those RPCs named
+
+Secret names are global (``projects/P/secrets/S``) or regional
+(``projects/P/locations/L/secrets/S``); one stub serves both, as if it were every endpoint. A
+name of neither shape is INVALID_ARGUMENT, as the real service answers.
 
 As a separate process from a test: `SecretManagerStubProcess`. From a shell (prints the bound
 port alone on the first stdout line, then serves until SIGTERM)::
@@ -30,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import selectors
 import signal
 import subprocess
@@ -51,6 +58,8 @@ from google.cloud.secretmanager_v1 import types as sm_types
 from tests.support.lifecycle import StartStop
 
 SERVICE = "google.cloud.secretmanager.v1.SecretManagerService"
+SECRET_NAME = re.compile(r"^projects/[^/]+/(?:locations/[^/]+/)?secrets/[^/]+$")
+PARENT_NAME = re.compile(r"^projects/[^/]+(?:/locations/[^/]+)?$")
 
 
 def crc32c(data: bytes) -> int:
@@ -84,6 +93,7 @@ class SecretManagerStub(StartStop):
         self._lock = threading.Lock()
         self._secrets: dict[str, _Secret] = {}
         self._calls: Counter[str] = Counter()
+        self._asked: list[tuple[str, str]] = []  # (method, resource name) per RPC
         self._fail_remaining: int | None = 0
         self._hang_s = 0.0
         self._fail_code = grpc.StatusCode.UNAVAILABLE
@@ -116,8 +126,10 @@ class SecretManagerStub(StartStop):
 
     # -- data --------------------------------------------------------------------------------
     def put_secret(self, name: str, data: bytes | str) -> int:
-        """Create *name* (``projects/P/secrets/S``) if needed and add a version; returns its
-        number."""
+        """Create *name* (``projects/P/secrets/S`` or ``projects/P/locations/L/secrets/S``) if
+        needed and add a version; returns its number."""
+        if not SECRET_NAME.match(name):
+            raise ValueError(f"not a secret name: {name!r}")
         with self._lock:
             self._secrets.setdefault(name, _Secret(name))
         return self.add_version(name, data)
@@ -165,6 +177,11 @@ class SecretManagerStub(StartStop):
         with self._lock:
             return self._calls[method]
 
+    def names_asked(self, method: str = "AccessSecretVersion") -> list[str]:
+        """The resource names the RPCs of *method* named, in order (failed ones included)."""
+        with self._lock:
+            return [name for m, name in self._asked if m == method]
+
     # -- gRPC plumbing -----------------------------------------------------------------------
     def _handlers(self) -> grpc.GenericRpcHandler:
         def unary(
@@ -172,7 +189,7 @@ class SecretManagerStub(StartStop):
         ) -> grpc.RpcMethodHandler:
             def handle(request: Any, context: grpc.ServicerContext) -> Any:
                 try:
-                    self._before(method)
+                    self._before(method, request)
                     return fn(request)
                 except _AbortError as err:
                     context.abort(err.code, err.detail)
@@ -202,13 +219,15 @@ class SecretManagerStub(StartStop):
         }
         return grpc.method_handlers_generic_handler(SERVICE, methods)
 
-    def _before(self, method: str) -> None:
+    def _before(self, method: str, request: Any) -> None:
+        name = getattr(request, "name", "") or getattr(request, "parent", "")
         with self._lock:
             hang_s = self._hang_s
         if hang_s:
             time.sleep(hang_s)
         with self._lock:
             self._calls[method] += 1
+            self._asked.append((method, name))
             if self._fail_methods is not None and method not in self._fail_methods:
                 return
             if self._fail_remaining is None:
@@ -219,7 +238,7 @@ class SecretManagerStub(StartStop):
 
     def _resolve(self, version_name: str) -> tuple[_Secret, _Version]:
         secret_name, sep, version_id = version_name.partition("/versions/")
-        if not sep:
+        if not sep or not SECRET_NAME.match(secret_name):
             detail = f"bad version name {version_name!r}"
             raise _AbortError(grpc.StatusCode.INVALID_ARGUMENT, detail)
         with self._lock:
@@ -261,6 +280,9 @@ class SecretManagerStub(StartStop):
             return self._version_message(secret, secret.versions[number - 1])
 
     def _create(self, request: Any) -> Any:
+        if not PARENT_NAME.match(request.parent):
+            detail = f"bad parent {request.parent!r}"
+            raise _AbortError(grpc.StatusCode.INVALID_ARGUMENT, detail)
         name = f"{request.parent}/secrets/{request.secret_id}"
         with self._lock:
             if name in self._secrets:
@@ -354,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         "--secret",
         action="append",
         default=[],
-        metavar="projects/P/secrets/S=FILE",
+        metavar="projects/P[/locations/L]/secrets/S=FILE",
         help="create a secret whose version 1 is FILE's bytes (repeatable)",
     )
     args = parser.parse_args(argv)

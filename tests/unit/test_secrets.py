@@ -8,7 +8,12 @@ import pytest
 
 from sender.config import Settings
 from sender.errors import ConfigurationError
-from sender.secrets import ProfileStore, resolve_secret_version
+from sender.secrets import (
+    ProfileStore,
+    new_secret_manager_client,
+    resolve_secret_version,
+    secret_endpoint,
+)
 from tests.support.fakes import FakeClock, FakeSecretSource
 
 
@@ -58,16 +63,55 @@ def test_two_failures_during_one_rotation_both_see_the_new_password() -> None:
         ("smtp", "projects/p/secrets/smtp/versions/latest"),
         ("projects/q/secrets/smtp", "projects/q/secrets/smtp/versions/latest"),
         ("projects/q/secrets/smtp/versions/3", "projects/q/secrets/smtp/versions/3"),
+        (
+            "projects/q/locations/europe-west1/secrets/smtp",
+            "projects/q/locations/europe-west1/secrets/smtp/versions/latest",
+        ),
+        (
+            "projects/q/locations/me-central2/secrets/smtp/versions/4",
+            "projects/q/locations/me-central2/secrets/smtp/versions/4",
+        ),
     ],
 )
 def test_secret_names(name: str, expected: str) -> None:
     assert resolve_secret_version(name, "p") == expected
 
 
-@pytest.mark.parametrize("name", ["projects/q/smtp", "a/b", "projects//secrets/x"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "projects/q/smtp",
+        "a/b",
+        "projects//secrets/x",
+        "projects/q/secrets/smtp/versions",
+        "projects/q/secrets/smtp/3",
+        "projects/q/locations/europe-west1/secrets",
+        "projects/q/locations/europe-west1/keys/smtp",
+        "projects/q/locations//secrets/smtp",
+        # The location becomes part of a host name: nothing but a region's characters.
+        "projects/q/locations/evil.example.com/secrets/smtp",
+        "projects/q/locations/Europe-West1/secrets/smtp",
+    ],
+)
 def test_bad_secret_names(name: str) -> None:
-    with pytest.raises(ConfigurationError):
+    with pytest.raises(ConfigurationError, match="projects/P/locations/L/secrets/S"):
         resolve_secret_version(name, "p")
+
+
+def test_a_regional_secret_is_read_through_its_location_endpoint() -> None:
+    regional = resolve_secret_version("projects/q/locations/europe-west1/secrets/smtp", None)
+    assert secret_endpoint(regional) == "secretmanager.europe-west1.rep.googleapis.com"
+    assert secret_endpoint(resolve_secret_version("projects/q/secrets/smtp", None)) is None
+
+    # The real client, built offline, is pointed at that endpoint (and the global one stays).
+    from google.auth.credentials import AnonymousCredentials
+
+    client = new_secret_manager_client(
+        None, secret_endpoint(regional), credentials=AnonymousCredentials()
+    )
+    assert client.api_endpoint == "secretmanager.europe-west1.rep.googleapis.com"
+    plain = new_secret_manager_client(None, None, credentials=AnonymousCredentials())
+    assert plain.api_endpoint == "secretmanager.googleapis.com"
 
 
 @pytest.mark.parametrize("raw", ["nan", "inf", "-inf"])
