@@ -195,11 +195,20 @@ class WebhookForbiddenError(SmtpSenderError):
     """The request's webhook credential is wrong (403)."""
 
 
+class WebhookStaleTimestampError(WebhookForbiddenError):
+    """A signed webhook's timestamp is too far from now: a replayed request (403)."""
+
+
 class AddressError(SmtpSenderError, ValueError):
     """The text is not one valid mailbox; the message says why, without echoing secrets.
 
     Raised while parsing; the caller turns it into the error its context means (a 400 for a
     request field, a 500 for the profile's `from`)."""
+
+
+class ContentTypeError(SmtpSenderError, ValueError):
+    """An attachment's `content_type` is not an acceptable RFC 2045 media type (says why, never
+    echoing the value); the caller turns it into a 400 naming the field."""
 
 
 class RedeliveryRequestedError(SmtpSenderError):

@@ -18,10 +18,12 @@ import binascii
 from datetime import UTC, datetime
 from typing import Any
 
-from sender import logs
+from sender import cloud_monitoring, logs
+from sender.alert_group import split_recipients
 from sender.config import Settings
 from sender.errors import (
     ClaimBusyError,
+    ConfigurationError,
     Disposition,
     InvalidRequestError,
     RedeliveryRequestedError,
@@ -48,8 +50,18 @@ def decode_event_data(data: Any) -> Any:
     return decode_json(raw, "message.data")
 
 
-def parse_event(cloud_event: Any) -> EmailRequest:
-    return parse_request(decode_event_data(cloud_event.data))
+def parse_event(cloud_event: Any, settings: Settings) -> EmailRequest:
+    """The message JSON, or a Cloud Monitoring Pub/Sub channel notification for
+    `ALERT_RECIPIENTS` (without them: a misconfiguration, so the alert waits for the operator)."""
+    document = decode_event_data(cloud_event.data)
+    if cloud_monitoring.is_notification(document):
+        recipients = split_recipients([settings.alert_recipients or ""])
+        if not recipients:
+            raise ConfigurationError(
+                "a Cloud Monitoring notification arrived but ALERT_RECIPIENTS is not set"
+            )
+        return cloud_monitoring.notification(document, recipients).request
+    return parse_request(document)
 
 
 def event_age_s(cloud_event: Any, now: datetime | None = None) -> float | None:
@@ -78,7 +90,7 @@ def handle(cloud_event: Any) -> None:
                 event_id=event_id, age_s=age_s, max_event_age_s=settings.max_event_age_s
             )
             return
-        email_request = parse_event(cloud_event)
+        email_request = parse_event(cloud_event, settings)
         delivery = send_once(email_request, settings, ledger_key=f"pubsub:{event_id}")
     except ClaimBusyError as error:
         logs.claim_busy(retry_after_s=error.retry_after_s, via=VIA)
