@@ -14,6 +14,8 @@ Conftests only wire these into fixtures; tests import from here, never from a co
 - ``emulators``: the gcloud Pub/Sub and Firestore emulators on loopback (`start`,
   `run_for_session`), also runnable as ``python -m tests.support.emulators``.
 - ``fakes``: a rotatable secret source and a movable clock (`FakeSecretSource`, `FakeClock`).
+- ``payloads``: webhook bodies from each system's documentation (`load`) and their variants
+  (`resolved`, `incident`, `with_labels`); the example `/hook` templates (`EXAMPLE_TEMPLATES`).
 - ``ledgers``: what ledger tests share (`LEASE_S`, `TTL_S`, `LedgerFactory`).
 - ``checks``: shared assertions (nothing sent, misconfigured, retryable, no secret leaked) and
   log-line parsing.

@@ -20,7 +20,10 @@ PACKAGE = ROOT / "sender"
 README = ROOT / "README.md"
 
 # Building a message (validation, templates, MIME) must not import the network or cloud layers.
-MESSAGE_LAYER = {"addresses", "header_safety", "message", "mime", "templates", "alertmanager"}
+MESSAGE_LAYER = {
+    "addresses", "header_safety", "message", "mime", "templates", "content_type", "thread_headers",
+    "alert_group", "alertmanager", "grafana", "cloud_monitoring", "hook", "webhook_routes",
+}  # fmt: skip
 NETWORK_LAYER = {"transport", "secrets", "instance", "ledger_firestore", "send", "exactly_once"}
 
 
