@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.mta.conftest import MtaTier
+from tests.mta.handle import MtaTier
 from tests.mta.mailbox import Delivered
 from tests.mta.tier import DEFAULT_PASSWORD
 from tests.support.checks import assert_no_secret
