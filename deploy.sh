@@ -63,6 +63,10 @@ Function configuration (become the function's environment; unset = the function'
                           SEND_DEADLINE_S + 15)
   TEMPLATES_DIR           your own templates, a directory inside the upload (add it to
                           .gcloudignore's allow-list, e.g. `!/templates/`)
+  ALERT_RECIPIENTS        comma list of addresses for Cloud Monitoring's Pub/Sub channel (and
+                          for alert webhooks posted without ?to=)
+  WEBHOOK_RETRY_WINDOW_S  an alert notification posted again within this time is a retry
+                                                                     (function default 600)
   IDEMPOTENCY_STORE       memory | firestore                         (default memory)
   IDEMPOTENCY_COLLECTION  Firestore collection of the ledger (firestore only)
   FIRESTORE_LOCATION      location if the (default) Firestore database must be created
@@ -85,6 +89,12 @@ Pub/Sub:
   MAX_DELIVERY_ATTEMPTS   deliveries before a message is dead-lettered, 5..100 (default 10)
   MIN_RETRY_DELAY         first redelivery backoff                   (default 10s)
   MAX_RETRY_DELAY         longest redelivery backoff                 (default 600s)
+
+Cloud Monitoring (optional; nothing is created unless ALERT_CHANNEL=true):
+  ALERT_CHANNEL           true = a Cloud Monitoring Pub/Sub notification channel on TOPIC, and
+                          its service agent may publish there; the Pub/Sub function sends what
+                          arrives to ALERT_RECIPIENTS (required then). Add the channel to your
+                          alerting policies.                           (default false)
 
 Callers:
   INVOKERS                comma list of principals allowed to call the HTTP function; a bare
@@ -114,7 +124,8 @@ KNOWN_VARS=" PROJECT REGION HTTP_FUNCTION PUBSUB_FUNCTION SERVICE_ACCOUNT_NAME T
  TEMPLATES_DIR IDEMPOTENCY_STORE IDEMPOTENCY_COLLECTION FIRESTORE_LOCATION MEMORY CPU
  CONCURRENCY MAX_INSTANCES FUNCTION_TIMEOUT TOPIC DLQ_TOPIC DLQ_SUBSCRIPTION
  MAX_DELIVERY_ATTEMPTS MIN_RETRY_DELAY MAX_RETRY_DELAY INVOKERS PUBLIC_HTTP SCHEDULE
- SCHEDULE_MESSAGE SCHEDULE_MESSAGE_FILE SCHEDULE_TIME_ZONE SCHEDULER_JOB KEEP_SECRETS "
+ SCHEDULE_MESSAGE SCHEDULE_MESSAGE_FILE SCHEDULE_TIME_ZONE SCHEDULER_JOB KEEP_SECRETS
+ ALERT_RECIPIENTS WEBHOOK_RETRY_WINDOW_S ALERT_CHANNEL "
 
 die() {
   printf 'deploy.sh: error: %s\n' "$*" >&2
@@ -171,6 +182,9 @@ SMTP_PROFILE_CACHE_TTL_S=${SMTP_PROFILE_CACHE_TTL_S:-}
 IDEMPOTENCY_TTL_S=${IDEMPOTENCY_TTL_S:-}
 IDEMPOTENCY_LEASE_S=${IDEMPOTENCY_LEASE_S:-}
 TEMPLATES_DIR=${TEMPLATES_DIR:-}
+ALERT_RECIPIENTS=${ALERT_RECIPIENTS:-}
+WEBHOOK_RETRY_WINDOW_S=${WEBHOOK_RETRY_WINDOW_S:-}
+ALERT_CHANNEL=${ALERT_CHANNEL:-false}
 IDEMPOTENCY_STORE=${IDEMPOTENCY_STORE:-memory}
 IDEMPOTENCY_COLLECTION=${IDEMPOTENCY_COLLECTION:-}
 FIRESTORE_LOCATION=${FIRESTORE_LOCATION:-$REGION}
@@ -231,7 +245,7 @@ for v in SMTP_TIMEOUT_S SEND_DEADLINE_S CONCURRENCY MAX_INSTANCES MAX_DELIVERY_A
   if ! is_uint "${!v}" || ((${!v} == 0)); then die "$v must be a positive integer"; fi
 done
 for v in MAX_RECIPIENTS MAX_MESSAGE_BYTES MAX_EVENT_AGE_S FUNCTION_TIMEOUT \
-  SMTP_PROFILE_CACHE_TTL_S IDEMPOTENCY_TTL_S IDEMPOTENCY_LEASE_S; do
+  SMTP_PROFILE_CACHE_TTL_S IDEMPOTENCY_TTL_S IDEMPOTENCY_LEASE_S WEBHOOK_RETRY_WINDOW_S; do
   [[ -z ${!v} ]] || is_uint "${!v}" || die "$v must be a whole number"
 done
 ((MAX_DELIVERY_ATTEMPTS >= 5 && MAX_DELIVERY_ATTEMPTS <= 100)) ||
@@ -240,7 +254,11 @@ done
 if ((CONCURRENCY > 1)) && [[ $CPU =~ ^0*(\.[0-9]*)?$ ]]; then
   die "CONCURRENCY > 1 needs CPU >= 1 (a Cloud Run rule); set CONCURRENCY=1 for a fractional CPU"
 fi
-for v in PUBLIC_HTTP KEEP_SECRETS; do is_bool "${!v}" || die "$v must be true or false"; done
+for v in PUBLIC_HTTP KEEP_SECRETS ALERT_CHANNEL; do
+  is_bool "${!v}" || die "$v must be true or false"
+done
+$TEARDOWN || [[ $ALERT_CHANNEL == false || -n $ALERT_RECIPIENTS ]] ||
+  die "ALERT_CHANNEL=true needs ALERT_RECIPIENTS: the channel's notifications carry no recipients"
 [[ $IDEMPOTENCY_STORE == memory || $IDEMPOTENCY_STORE == firestore ]] ||
   die "IDEMPOTENCY_STORE must be memory or firestore"
 [[ $PUBLIC_HTTP == false || -n $WEBHOOK_SECRET ]] ||
@@ -374,6 +392,7 @@ enable_apis() {
     secretmanager.googleapis.com iam.googleapis.com)
   [[ -z $SCHEDULE ]] || apis+=(cloudscheduler.googleapis.com)
   [[ $IDEMPOTENCY_STORE != firestore ]] || apis+=(firestore.googleapis.com)
+  ! $ALERT_CHANNEL || apis+=(monitoring.googleapis.com)
   note "step 1: enable the APIs (enabling an enabled API is a no-op)"
   run gcloud services enable "${apis[@]}" "${P[@]}"
 }
@@ -458,7 +477,7 @@ env_vars_flag() {
   [[ -z $WEBHOOK_SECRET ]] || pairs+=("WEBHOOK_SECRET=projects/$PROJECT/secrets/$WEBHOOK_SECRET")
   for v in ALLOWED_RECIPIENTS ALLOWED_SENDERS MAX_RECIPIENTS MAX_MESSAGE_BYTES \
     MAX_EVENT_AGE_S IDEMPOTENCY_COLLECTION SMTP_PROFILE_CACHE_TTL_S IDEMPOTENCY_TTL_S \
-    IDEMPOTENCY_LEASE_S TEMPLATES_DIR; do
+    IDEMPOTENCY_LEASE_S TEMPLATES_DIR ALERT_RECIPIENTS WEBHOOK_RETRY_WINDOW_S; do
     [[ -z ${!v} ]] || pairs+=("$v=${!v}")
   done
   for v in "${pairs[@]}"; do
@@ -492,8 +511,16 @@ ensure_topic() {
   fi
 }
 
+# The project number (service agents are named by it), looked up once per run.
+PROJECT_NUMBER=""
+project_number() {
+  [[ -n $PROJECT_NUMBER ]] ||
+    lookup PROJECT_NUMBER LOOKUP_PROJECT_NUMBER gcloud projects describe "$PROJECT" \
+      --format='value(projectNumber)'
+}
+
 deploy_pubsub() {
-  local trigger subscription number agent
+  local trigger subscription agent
   note "step 5: topics $TOPIC + $DLQ_TOPIC, Pub/Sub function $PUBSUB_FUNCTION, dead-lettering"
   ensure_topic "$TOPIC"
   ensure_topic "$DLQ_TOPIC"
@@ -522,13 +549,47 @@ deploy_pubsub() {
     --min-retry-delay="$MIN_RETRY_DELAY" --max-retry-delay="$MAX_RETRY_DELAY" --ack-deadline=600
   # Dead-lettering is done by the Pub/Sub service agent: it must publish to the DLQ topic and
   # acknowledge (subscribe) on the source subscription.
-  lookup number LOOKUP_PROJECT_NUMBER gcloud projects describe "$PROJECT" \
-    --format='value(projectNumber)'
-  agent="serviceAccount:service-${number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+  project_number
+  agent="serviceAccount:service-${PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com"
   run_retry gcloud pubsub topics add-iam-policy-binding "$DLQ_TOPIC" \
     --member="$agent" --role=roles/pubsub.publisher "${P[@]}"
   run_retry gcloud pubsub subscriptions add-iam-policy-binding "$subscription" \
     --member="$agent" --role=roles/pubsub.subscriber "${P[@]}"
+}
+
+# The Cloud Monitoring notification channels publishing to TOPIC, one name per line. Under
+# --dry-run this prints the listing command instead (callers treat that as "none").
+topic_channels() {
+  local query=(gcloud beta monitoring channels list "${P[@]}"
+    --filter="type=\"pubsub\" AND labels.topic=\"projects/$PROJECT/topics/$TOPIC\""
+    --format='value(name)')
+  if $DRY_RUN; then
+    quote_cmd "${query[@]}"
+    return 0
+  fi
+  "${query[@]}"
+}
+
+alert_channel() {
+  $ALERT_CHANNEL || return 0
+  local agent existing=""
+  note "step 5b: Cloud Monitoring Pub/Sub channel on $TOPIC -> ALERT_RECIPIENTS"
+  # gcloud cannot describe a channel by its topic: list them, and create one only if none.
+  if $DRY_RUN; then
+    topic_channels
+  else
+    existing=$(topic_channels)
+  fi
+  if [[ -z $existing ]]; then
+    run gcloud beta monitoring channels create --display-name="smtp-sender ($TOPIC)" \
+      --type=pubsub --channel-labels="topic=projects/$PROJECT/topics/$TOPIC" "${P[@]}"
+  fi
+  # Cloud Monitoring publishes as its notification service agent (created with the first
+  # channel, hence run_retry): it may publish to this topic and nothing else.
+  project_number
+  agent="serviceAccount:service-${PROJECT_NUMBER}@gcp-sa-monitoring-notification.iam.gserviceaccount.com"
+  run_retry gcloud pubsub topics add-iam-policy-binding "$TOPIC" \
+    --member="$agent" --role=roles/pubsub.publisher "${P[@]}"
 }
 
 schedule() {
@@ -580,7 +641,18 @@ summary() {
 
 teardown() {
   note "teardown: deleting what deploy.sh created in $PROJECT (APIs stay enabled)"
-  local fn topic secret sa
+  local fn topic secret sa channel
+  if $ALERT_CHANNEL; then
+    # --force: alerting policies may still name the channel; its topic is going away anyway.
+    if $DRY_RUN; then
+      topic_channels
+      run gcloud beta monitoring channels delete LOOKUP_CHANNEL_NAME --force "${P[@]}" --quiet
+    else
+      for channel in $(topic_channels); do
+        run gcloud beta monitoring channels delete "$channel" --force "${P[@]}" --quiet
+      done
+    fi
+  fi
   # The scheduler job is looked for even without SCHEDULE: an earlier run may have made one.
   if present gcloud scheduler jobs describe "$SCHEDULER_JOB" --location="$REGION" "${P[@]}"; then
     run gcloud scheduler jobs delete "$SCHEDULER_JOB" --location="$REGION" "${P[@]}" --quiet
@@ -637,6 +709,7 @@ firestore
 common_deploy_flags
 deploy_http
 deploy_pubsub
+alert_channel
 schedule
 invokers
 summary

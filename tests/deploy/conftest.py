@@ -14,6 +14,7 @@ CANARY = "Pw-canary-7Qz!x9 비밀"
 RUNTIME_SA = f"smtp-sender-runtime@{PROJECT}.iam.gserviceaccount.com"
 TRIGGER_SA = f"smtp-sender-trigger@{PROJECT}.iam.gserviceaccount.com"
 INVOKER_SA = f"alertmanager@{PROJECT}.iam.gserviceaccount.com"
+ALERT_RECIPIENTS = "oncall@example.com,db@example.com"
 SCHEDULE_MESSAGE = '{"to": "ops@example.com", "subject": "주간 보고", "text": "weekly"}'
 
 
@@ -46,6 +47,9 @@ def full_args(profile: Path) -> list[str]:
         "SCHEDULE=0 8 * * 1-5",
         f"SCHEDULE_MESSAGE={SCHEDULE_MESSAGE}",
         "SCHEDULE_TIME_ZONE=Asia/Seoul",
+        "ALERT_CHANNEL=true",
+        f"ALERT_RECIPIENTS={ALERT_RECIPIENTS}",
+        "WEBHOOK_RETRY_WINDOW_S=900",
     ]
 
 
@@ -72,6 +76,7 @@ def teardown_run() -> ScriptRun:
         "--region=europe-west1",
         "WEBHOOK_SECRET=smtp-webhook-token",
         "IDEMPOTENCY_STORE=firestore",
+        "ALERT_CHANNEL=true",
     )
     assert run.returncode == 0, run.stderr
     return run

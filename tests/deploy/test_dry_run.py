@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 from tests.deploy.conftest import (
+    ALERT_RECIPIENTS,
     CANARY,
     INVOKER_SA,
     PROJECT,
@@ -183,6 +184,8 @@ def test_step4_runtime_configuration_reaches_the_function_intact(full_run: Scrip
         "ALLOWED_SENDERS": "alerts@example.com",
         "MAX_RECIPIENTS": "20",
         "MAX_EVENT_AGE_S": "3600",
+        "ALERT_RECIPIENTS": ALERT_RECIPIENTS,
+        "WEBHOOK_RETRY_WINDOW_S": "900",
     }
     pubsub_env = env_vars(_deploy(full_run, "smtp-sender-pubsub")["--set-env-vars"])
     assert pubsub_env == env
@@ -237,6 +240,41 @@ def test_step5_dead_letter_policy_on_the_eventarc_subscription(full_run: ScriptR
     assert flags(sub)["--role"] == "roles/pubsub.subscriber"
     assert flags(sub)["--member"] == agent
     assert full_run.one("projects", "describe", PROJECT)[-1] == "--format=value(projectNumber)"
+
+
+def test_step5b_cloud_monitoring_channel_on_the_topic_only_when_asked(
+    minimal_run: ScriptRun, full_run: ScriptRun
+) -> None:
+    assert minimal_run.find("beta", "monitoring") == []
+    assert "monitoring.googleapis.com" not in minimal_run.gcloud[0]
+    assert "monitoring.googleapis.com" in full_run.gcloud[0]
+    topic = f"projects/{PROJECT}/topics/smtp-send"
+    listing = full_run.one("beta", "monitoring", "channels", "list")
+    assert flags(listing)["--filter"] == f'type="pubsub" AND labels.topic="{topic}"'
+    create = flags(full_run.one("beta", "monitoring", "channels", "create"))
+    assert create["--type"] == "pubsub"
+    assert create["--channel-labels"] == f"topic={topic}"
+    assert full_run.index("beta", "monitoring", "channels", "list") < full_run.index(
+        "beta", "monitoring", "channels", "create"
+    )
+    # Cloud Monitoring's service agent may publish to this topic (and only this one).
+    agent = (
+        "serviceAccount:service-LOOKUP_PROJECT_NUMBER"
+        "@gcp-sa-monitoring-notification.iam.gserviceaccount.com"
+    )
+    grant = full_run.one("pubsub", "topics", "add-iam-policy-binding", "smtp-send")
+    assert (flags(grant)["--member"], flags(grant)["--role"]) == (agent, "roles/pubsub.publisher")
+    # The functions learn where the channel's notifications go.
+    env = env_vars(_deploy(full_run, "smtp-sender-pubsub")["--set-env-vars"])
+    assert env["ALERT_RECIPIENTS"] == ALERT_RECIPIENTS
+    assert env["WEBHOOK_RETRY_WINDOW_S"] == "900"
+
+
+def test_alert_channel_needs_alert_recipients() -> None:
+    refused = run_deploy("--dry-run", env=base_env(PROJECT=PROJECT, ALERT_CHANNEL="true"))
+    assert refused.returncode != 0
+    assert "ALERT_RECIPIENTS" in refused.stderr
+    assert refused.gcloud == []
 
 
 def test_step6_scheduler_only_when_asked(minimal_run: ScriptRun, full_run: ScriptRun) -> None:
@@ -410,6 +448,8 @@ def test_teardown_deletes_what_deploy_creates(teardown_run: ScriptRun) -> None:
     for c in teardown_run.gcloud:
         if "delete" in c:
             assert "--quiet" in c, c
+    channel = teardown_run.one("beta", "monitoring", "channels", "delete")
+    assert "--force" in channel  # alerting policies may still name it; its topic goes anyway
     assert teardown_run.find("functions", "deploy") == []
     assert teardown_run.find("services", "disable") == []
 

@@ -47,6 +47,10 @@ if args[:3] == ["secrets", "versions", "add"]:
     data = sys.stdin.buffer.read() if src == "-" else open(src, "rb").read()
     open(os.path.join(state, "added"), "ab").write(data)
     sys.exit(0)
+if args[:4] == ["beta", "monitoring", "channels", "list"]:
+    if exists:
+        print("projects/p/notificationChannels/987")
+    sys.exit(0)
 if "describe" in args:
     sys.exit(0 if exists else 1)
 sys.exit(0)
@@ -197,3 +201,34 @@ def test_teardown_deletes_only_what_exists(cloud: FakeCloud) -> None:
         f"iam service-accounts delete smtp-sender-runtime@{PROJECT}.iam.gserviceaccount.com",
         f"iam service-accounts delete smtp-sender-trigger@{PROJECT}.iam.gserviceaccount.com",
     ]
+
+
+def test_the_alert_channel_is_created_once_and_its_agent_may_publish(cloud: FakeCloud) -> None:
+    env = cloud.env(ALERT_CHANNEL="true", ALERT_RECIPIENTS="oncall@example.com")
+    first = run_deploy(env=env)
+    assert first.returncode == 0, first.stderr
+    creates = [c for c in cloud.calls() if c[:4] == ["beta", "monitoring", "channels", "create"]]
+    assert len(creates) == 1
+    agent = (
+        "serviceAccount:service-123456789012@gcp-sa-monitoring-notification.iam.gserviceaccount.com"
+    )
+    grants = [
+        c
+        for c in cloud.calls()
+        if c[:4] == ["pubsub", "topics", "add-iam-policy-binding", "smtp-send"]
+    ]
+    assert [flags(g)["--member"] for g in grants] == [agent]
+    # The project number is looked up once, for both service agents.
+    assert len([c for c in cloud.calls() if c[:2] == ["projects", "describe"]]) == 1
+
+    (cloud.state / "exists").touch()  # the channel now lists
+    cloud.reset_log()
+    second = run_deploy(env=env)
+    assert second.returncode == 0, second.stderr
+    assert [c for c in cloud.calls() if c[:4] == ["beta", "monitoring", "channels", "create"]] == []
+
+    cloud.reset_log()
+    down = run_deploy("--teardown", env=env)
+    assert down.returncode == 0, down.stderr
+    deleted = [c for c in cloud.calls() if c[:4] == ["beta", "monitoring", "channels", "delete"]]
+    assert [c[4] for c in deleted] == ["projects/p/notificationChannels/987"]
