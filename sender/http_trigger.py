@@ -98,10 +98,10 @@ def _deliver(request: flask.Request, document: Any, settings: Settings) -> Deliv
         key = _idempotency_key(request, email_request.idempotency_key)
         return send_once(email_request, settings, ledger_key=None if key is None else f"http:{key}")
     notification = route(document, request.args.getlist("to"), settings)
-    key = _idempotency_key(request, None)
-    if key is not None:  # the caller's own key wins over the one derived from the body
-        return send_once(notification.request, settings, ledger_key=f"http:{key}")
-    return webhook_delivery.send(notification, settings)
+    key = _idempotency_key(request, None)  # the caller's own key wins over the body's
+    return webhook_delivery.send(
+        notification, settings, caller_key=None if key is None else f"http:{key}"
+    )
 
 
 def _success(delivery: Delivery) -> flask.Response:

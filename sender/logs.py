@@ -94,14 +94,14 @@ def webhook_rejected(*, reason: str, via: str) -> None:
     write("WARNING", "webhook credential refused", reason=reason, trigger=via)
 
 
-def webhook_notification(
+def notification_received(
     *, source: str, status: str | None, alert_count: int, thread: str | None
 ) -> None:
-    """A webhook body was understood: which source, its status and size, and the conversation
-    (a hash of the alert group: label values stay out of the log)."""
+    """A webhook body (or Cloud Monitoring's Pub/Sub notification) was understood: its source,
+    status and size, and its conversation (a hash of the alert group: no label value)."""
     write(
         "INFO",
-        "webhook notification received",
+        "notification received",
         source=source,
         status=status,
         alert_count=alert_count,

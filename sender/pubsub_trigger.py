@@ -18,12 +18,10 @@ import binascii
 from datetime import UTC, datetime
 from typing import Any
 
-from sender import cloud_monitoring, logs
-from sender.alert_group import split_recipients
+from sender import logs, pubsub_payload
 from sender.config import Settings
 from sender.errors import (
     ClaimBusyError,
-    ConfigurationError,
     Disposition,
     InvalidRequestError,
     RedeliveryRequestedError,
@@ -31,7 +29,7 @@ from sender.errors import (
     TransientError,
 )
 from sender.exactly_once import send_once
-from sender.message import EmailRequest, decode_json, parse_request
+from sender.message import EmailRequest, decode_json
 
 VIA = "pubsub"
 
@@ -51,17 +49,8 @@ def decode_event_data(data: Any) -> Any:
 
 
 def parse_event(cloud_event: Any, settings: Settings) -> EmailRequest:
-    """The message JSON, or a Cloud Monitoring Pub/Sub channel notification for
-    `ALERT_RECIPIENTS` (without them: a misconfiguration, so the alert waits for the operator)."""
-    document = decode_event_data(cloud_event.data)
-    if cloud_monitoring.is_notification(document):
-        recipients = split_recipients([settings.alert_recipients or ""])
-        if not recipients:
-            raise ConfigurationError(
-                "a Cloud Monitoring notification arrived but ALERT_RECIPIENTS is not set"
-            )
-        return cloud_monitoring.notification(document, recipients).request
-    return parse_request(document)
+    """The message JSON, or Cloud Monitoring's Pub/Sub channel notification (`pubsub_payload`)."""
+    return pubsub_payload.to_request(decode_event_data(cloud_event.data), settings)
 
 
 def event_age_s(cloud_event: Any, now: datetime | None = None) -> float | None:

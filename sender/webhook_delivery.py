@@ -40,16 +40,25 @@ def ledger_key(
     return f"{NAMESPACE}:{notification_key}:{window}"
 
 
-def send(notification: Notification, settings: Settings) -> Delivery:
-    """Send `notification` (its own key, windowed; a `/hook` without one sends every time)."""
-    logs.webhook_notification(
+def log_received(notification: Notification) -> None:
+    logs.notification_received(
         source=notification.source,
         status=notification.status,
         alert_count=notification.alert_count,
         thread=notification.request.thread,
     )
-    if notification.key is None:
-        return send_once(notification.request, settings, ledger_key=None)
-    return send_once(
-        notification.request, settings, ledger_key=ledger_key(notification.key, settings)
-    )
+
+
+def send(
+    notification: Notification, settings: Settings, *, caller_key: str | None = None
+) -> Delivery:
+    """Send `notification` once: under `caller_key` (the caller's own, namespaced) when given,
+    else under its own key, windowed; a `/hook` with neither sends every time."""
+    log_received(notification)
+    if caller_key is not None:
+        key: str | None = caller_key
+    elif notification.key is not None:
+        key = ledger_key(notification.key, settings)
+    else:
+        key = None
+    return send_once(notification.request, settings, ledger_key=key)

@@ -66,9 +66,7 @@ def test_documented_body_arrives_with_subject_and_both_bodies(
     assert html.startswith("<!doctype html>")
     assert delivered.message["Auto-Submitted"] == "auto-generated"
     [received] = [
-        r
-        for r in log_records(capsys.readouterr().out)
-        if r["message"] == "webhook notification received"
+        r for r in log_records(capsys.readouterr().out) if r["message"] == "notification received"
     ]
     assert received["source"] == source
     assert received["thread"].startswith(f"{source}:")  # a hash: no label value in the log
