@@ -96,9 +96,14 @@ def is_notification(document: Any) -> bool:
 
 
 def _time(epoch_s: int | None) -> str:
+    """Seconds since the epoch as a UTC time; "" for none (0 in test notifications) or for a
+    number no calendar holds (a hostile body must not turn into a 500)."""
     if epoch_s is None or epoch_s <= 0:
         return ""
-    return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    try:
+        return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (OverflowError, OSError, ValueError):
+        return ""
 
 
 def _template_data(validated: _Payload) -> dict[str, Any]:

@@ -108,3 +108,13 @@ def test_hostile_values_escaped_in_html_verbatim_in_text_never_a_header() -> Non
     assert content.html is not None
     assert forged in content.text
     assert "<script>" not in content.html
+
+
+def test_blank_or_absurd_fields_never_break_the_email() -> None:
+    payload = incident("open")
+    payload["incident"]["documentation"]["subject"] = "   "
+    payload["incident"]["started_at"] = 10**30
+    content = render(payload)
+    assert content.subject == "[OPEN] Monitor-Project-Cluster: VM Instance - CPU utilization [MAX]"
+    assert content.text is not None
+    assert "Started:" not in content.text

@@ -66,9 +66,10 @@ def test_links_that_are_not_http_are_never_links() -> None:
     assert "data:image" not in content.html
 
 
-def test_without_a_title_the_subject_is_built_from_the_labels() -> None:
+@pytest.mark.parametrize("title", ["", "  \n "])
+def test_without_a_title_the_subject_is_built_from_the_labels(title: str) -> None:
     payload = load("grafana")
-    payload["title"] = ""
+    payload["title"] = title
     payload["commonLabels"]["alertname"] = "High memory usage"
     assert render(payload).subject == "[FIRING:2] High memory usage"
 
