@@ -83,6 +83,10 @@ Function configuration (become the function's environment; unset = the function'
                           SEND_DEADLINE_S + 15)
   TEMPLATES_DIR           your own templates, a directory inside the upload (add it to
                           .gcloudignore's allow-list, e.g. `!/templates/`)
+  ALERT_RECIPIENTS        comma list of addresses for Cloud Monitoring's Pub/Sub channel (and
+                          for alert webhooks posted without ?to=)
+  WEBHOOK_RETRY_WINDOW_S  an alert notification posted again within this time is a retry
+                                                                     (function default 600)
   IDEMPOTENCY_STORE       memory | firestore                         (default memory)
   IDEMPOTENCY_COLLECTION  Firestore collection of the ledger (firestore only)
   FIRESTORE_LOCATION      location if the (default) Firestore database must be created
@@ -94,8 +98,6 @@ Function configuration (become the function's environment; unset = the function'
   RESULTS_TOPIC           topic (bare name or projects/P/topics/T) for one outcome event per
                           finished delivery: created if missing, the runtime account may
                           publish to it, both functions get it
-  ALERT_RECIPIENTS        comma list the Pub/Sub function mails Cloud Monitoring's Pub/Sub
-                          channel notifications to (Pub/Sub function only)
 
 Sizing (see the comments in deploy.sh for why these defaults):
   MEMORY                  memory per instance                        (default 512Mi)
@@ -173,7 +175,8 @@ KNOWN_VARS=" PROJECT REGION HTTP_FUNCTION PUBSUB_FUNCTION SERVICE_ACCOUNT_NAME T
  ALERT_CHANNEL MONITORING_PUBSUB_CHANNEL REPLAY_MAX
  CONCURRENCY MAX_INSTANCES FUNCTION_TIMEOUT TOPIC DLQ_TOPIC DLQ_SUBSCRIPTION
  MAX_DELIVERY_ATTEMPTS MIN_RETRY_DELAY MAX_RETRY_DELAY INVOKERS PUBLIC_HTTP SCHEDULE
- SCHEDULE_MESSAGE SCHEDULE_MESSAGE_FILE SCHEDULE_TIME_ZONE SCHEDULER_JOB KEEP_SECRETS "
+ SCHEDULE_MESSAGE SCHEDULE_MESSAGE_FILE SCHEDULE_TIME_ZONE SCHEDULER_JOB KEEP_SECRETS
+ WEBHOOK_RETRY_WINDOW_S "
 
 die() {
   printf 'deploy.sh: error: %s\n' "$*" >&2
@@ -236,6 +239,7 @@ SMTP_PROFILE_CACHE_TTL_S=${SMTP_PROFILE_CACHE_TTL_S:-}
 IDEMPOTENCY_TTL_S=${IDEMPOTENCY_TTL_S:-}
 IDEMPOTENCY_LEASE_S=${IDEMPOTENCY_LEASE_S:-}
 TEMPLATES_DIR=${TEMPLATES_DIR:-}
+WEBHOOK_RETRY_WINDOW_S=${WEBHOOK_RETRY_WINDOW_S:-}
 IDEMPOTENCY_STORE=${IDEMPOTENCY_STORE:-memory}
 IDEMPOTENCY_COLLECTION=${IDEMPOTENCY_COLLECTION:-}
 FIRESTORE_LOCATION=${FIRESTORE_LOCATION:-$REGION}
@@ -312,7 +316,7 @@ for v in SMTP_TIMEOUT_S SEND_DEADLINE_S CONCURRENCY MAX_INSTANCES MAX_DELIVERY_A
 done
 for v in MAX_RECIPIENTS MAX_MESSAGE_BYTES MAX_EVENT_AGE_S FUNCTION_TIMEOUT \
   SMTP_PROFILE_CACHE_TTL_S IDEMPOTENCY_TTL_S IDEMPOTENCY_LEASE_S SMTP_POOL_SIZE SMTP_POOL_IDLE_S \
-  SMTP_SESSION_MAX_MESSAGES MAX_BATCH; do
+  SMTP_SESSION_MAX_MESSAGES MAX_BATCH WEBHOOK_RETRY_WINDOW_S; do
   [[ -z ${!v} ]] || is_uint "${!v}" || die "$v must be a whole number"
 done
 ((MAX_DELIVERY_ATTEMPTS >= 5 && MAX_DELIVERY_ATTEMPTS <= 100)) ||
@@ -586,13 +590,6 @@ if ! $DRY_RUN; then
   fi
 fi
 
-# The project number (for Google-managed service agents), read once.
-project_number() {
-  [[ -n $PROJECT_NUMBER ]] ||
-    lookup PROJECT_NUMBER LOOKUP_PROJECT_NUMBER gcloud projects describe "$PROJECT" \
-      --format='value(projectNumber)'
-}
-
 # ---------------------------------------------------------------- steps
 
 enable_apis() {
@@ -757,9 +754,9 @@ egress() {
   fi
 }
 
-# The function's environment, as one --set-env-vars value; "$@" names extra variables for
-# this function only. The values are comma lists (ALLOWED_RECIPIENTS), so gcloud's alternate
-# delimiter syntax (`gcloud topic escaping`) makes ';' the separator. --set-env-vars replaces
+# The functions' environment (both get the same), as one --set-env-vars value. The values are
+# comma lists (ALLOWED_RECIPIENTS), so gcloud's alternate delimiter syntax (`gcloud topic
+# escaping`) makes ';' the separator. --set-env-vars replaces
 # the whole environment: what is not set here goes back to the function's default, so the
 # deployment always matches the flags.
 env_vars_flag() {
@@ -772,7 +769,7 @@ env_vars_flag() {
   for v in ALLOWED_RECIPIENTS ALLOWED_SENDERS MAX_RECIPIENTS MAX_MESSAGE_BYTES \
     MAX_EVENT_AGE_S IDEMPOTENCY_COLLECTION SMTP_PROFILE_CACHE_TTL_S IDEMPOTENCY_TTL_S \
     IDEMPOTENCY_LEASE_S TEMPLATES_DIR SMTP_POOL_SIZE SMTP_POOL_IDLE_S SMTP_SESSION_MAX_MESSAGES \
-    MAX_BATCH RESULTS_TOPIC "$@"; do
+    MAX_BATCH RESULTS_TOPIC WEBHOOK_RETRY_WINDOW_S ALERT_RECIPIENTS; do
     [[ -z ${!v} ]] || pairs+=("$v=${!v}")
   done
   for v in "${pairs[@]}"; do
@@ -812,6 +809,13 @@ ensure_topic() {
   fi
 }
 
+# The project number (service agents are named by it), looked up once per run.
+project_number() {
+  [[ -n $PROJECT_NUMBER ]] ||
+    lookup PROJECT_NUMBER LOOKUP_PROJECT_NUMBER gcloud projects describe "$PROJECT" \
+      --format='value(projectNumber)'
+}
+
 deploy_pubsub() {
   local trigger subscription agent
   note "step 5: topics $TOPIC + $DLQ_TOPIC, Pub/Sub function $PUBSUB_FUNCTION, dead-lettering"
@@ -825,9 +829,7 @@ deploy_pubsub() {
   fi
   # --retry: transient failures raise and Pub/Sub redelivers (PRODUCT.md). Ingress
   # internal-only: Eventarc's push is internal traffic; nobody else needs to reach it.
-  # ALERT_RECIPIENTS only here: Cloud Monitoring's Pub/Sub channel arrives on this trigger.
-  run gcloud functions deploy "$PUBSUB_FUNCTION" "${COMMON[@]}" \
-    "$(env_vars_flag ALERT_RECIPIENTS)" \
+  run gcloud functions deploy "$PUBSUB_FUNCTION" "${COMMON[@]}" "$(env_vars_flag)" \
     --entry-point=send_pubsub --trigger-topic="$TOPIC" --retry \
     --trigger-service-account="$TRIGGER_SA" --ingress-settings=internal-only
   run_retry gcloud functions add-invoker-policy-binding "$PUBSUB_FUNCTION" \
@@ -1287,7 +1289,8 @@ teardown() {
     --filter="displayName:\"$ALERT_CHANNEL_DISPLAY\" OR displayName=\"$PUBSUB_CHANNEL_DISPLAY\"" \
     --format='value(name)' || note "could not list notification channels"
   for name in "${names[@]}"; do
-    run gcloud beta monitoring channels delete "$name" "${P[@]}" --quiet
+    # --force: an alerting policy may still name the channel (it is going away anyway).
+    run gcloud beta monitoring channels delete "$name" --force "${P[@]}" --quiet
   done
   for kind in "${METRIC_NAMES[@]}"; do
     if present gcloud logging metrics describe "smtp_sender_$kind" "${P[@]}"; then

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.mta import tier
+from tests.support import mta_tier as tier
 from tests.support.pubsub import PROJECT
 from tests.support.secret_manager_stub import SecretManagerStubProcess
 

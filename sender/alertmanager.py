@@ -1,9 +1,11 @@
-"""Alertmanager's webhook payload -> an email request, rendered by the `alertmanager` template.
+"""Alertmanager's webhook payload (version 4) -> a notification rendered by `alertmanager`.
 
 Alertmanager cannot be taught our message JSON, so the HTTP trigger accepts its native webhook
 body on `POST /alertmanager?to=ops@example.com` (recipients in the URL of the `webhook_configs`
 entry, repeatable or comma-separated). The payload is validated first, so a malformed one is a
-400 naming the field, never a half-rendered email.
+400 naming the field, never a half-rendered email. Every notification of one group (`groupKey`)
+joins one conversation; its key is the group, the status and each alert's fingerprint and start
+time (`sender.alert_group`).
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from sender import alert_group
+from sender.alert_group import Notification
 from sender.errors import InvalidRequestError
-from sender.message import EmailRequest, field_problems, parse_request
+from sender.message import field_problems, parse_request
 
+SOURCE = "alertmanager"
 TEMPLATE = "alertmanager"
 
 
@@ -27,6 +32,11 @@ class _Alert(BaseModel):
     startsAt: str | None = None  # noqa: N815 - Alertmanager's field names
     endsAt: str | None = None  # noqa: N815
     generatorURL: str | None = None  # noqa: N815
+    fingerprint: str | None = None
+
+    def identity(self) -> tuple[str, str]:
+        fingerprint = self.fingerprint or alert_group.label_fingerprint(self.labels)
+        return fingerprint, self.startsAt or ""
 
 
 class _Payload(BaseModel):
@@ -34,22 +44,42 @@ class _Payload(BaseModel):
 
     status: Literal["firing", "resolved"]
     alerts: list[_Alert] = Field(min_length=1)
+    receiver: str = ""
+    groupKey: str | None = None  # noqa: N815
     groupLabels: dict[str, str] = Field(default_factory=dict)  # noqa: N815
     commonLabels: dict[str, str] = Field(default_factory=dict)  # noqa: N815
     commonAnnotations: dict[str, str] = Field(default_factory=dict)  # noqa: N815
     externalURL: str | None = None  # noqa: N815
 
+    def group(self) -> list[str]:
+        """The group: `groupKey` (it already names the route), or its labels when absent."""
+        labels = ",".join(f"{k}={v}" for k, v in sorted(self.groupLabels.items()))
+        return [self.receiver, self.groupKey if self.groupKey is not None else labels]
 
-def to_request(payload: Any, recipients: list[str]) -> EmailRequest:
-    """Validate an Alertmanager webhook body and turn it into an `EmailRequest`."""
-    if not recipients:
-        raise InvalidRequestError.one("to", "add ?to=address to the webhook URL")
+
+def notification(payload: Any, recipients: list[str]) -> Notification:
+    """Validate an Alertmanager webhook body and turn it into a threaded, keyed email."""
+    alert_group.require_recipients(recipients)
     if not isinstance(payload, dict):
         raise InvalidRequestError.one("body", "must be an Alertmanager webhook JSON object")
     try:
         validated = _Payload.model_validate(payload)
     except ValidationError as exc:
         raise InvalidRequestError(field_problems(exc)) from None
-    return parse_request(
+    request = parse_request(
         {"to": recipients, "template": TEMPLATE, "data": validated.model_dump(exclude_none=True)}
+    )
+    group = validated.group()
+    return Notification(
+        request=request.in_thread(alert_group.thread_id(SOURCE, *group)),
+        source=SOURCE,
+        key=alert_group.notification_key(
+            SOURCE,
+            group=group,
+            status=validated.status,
+            alerts=[alert.identity() for alert in validated.alerts],
+            recipients=recipients,
+        ),
+        status=validated.status,
+        alert_count=len(validated.alerts),
     )

@@ -145,6 +145,14 @@ SETTINGS: tuple[Setting, ...] = (
             "your own templates, looked up before the built-ins"),
     Setting("WEBHOOK_SECRET", "webhook_secret", "text",
             "Secret Manager name (or `file:PATH` locally) of a token for callers outside IAM"),
+    # --- alert sources
+    Setting("ALERT_RECIPIENTS", "alert_recipients", "text",
+            "comma list of addresses for Cloud Monitoring's Pub/Sub notifications, and for "
+            "`/alertmanager`, `/grafana`, `/cloud-monitoring` without `?to=`"),
+    Setting("WEBHOOK_RETRY_WINDOW_S", "webhook_retry_window_s", "number",
+            "an alert notification posted again within this time is a retry (`duplicate`, "
+            "nothing sent); after twice this time it is a new email (a reminder)",
+            600.0, "600", minimum=1),
     # --- exactly once
     Setting("IDEMPOTENCY_STORE", "idempotency_store", "choice",
             "`memory` or `firestore` (honours `FIRESTORE_EMULATOR_HOST`)", "memory", "memory",
@@ -207,6 +215,8 @@ class Settings:
     max_event_age_s: float
     templates_dir: str | None
     webhook_secret: str | None
+    alert_recipients: str | None
+    webhook_retry_window_s: float
     idempotency_store: str
     idempotency_collection: str
     idempotency_ttl_s: float

@@ -204,6 +204,10 @@ class WebhookForbiddenError(SmtpSenderError):
     """The request's webhook credential is wrong (403)."""
 
 
+class WebhookStaleTimestampError(WebhookForbiddenError):
+    """A signed webhook's timestamp is too far from now: a replayed request (403)."""
+
+
 class AddressError(SmtpSenderError, ValueError):
     """The text is not one valid mailbox; the message says why, without echoing secrets.
 
@@ -238,6 +242,11 @@ class StaleSessionError(SmtpSenderError):
     """A pooled SMTP session turned out closed before MAIL FROM was accepted (nothing was sent).
 
     Never reaches a caller: the pool replaces the session and sends on a fresh one."""
+
+
+class ContentTypeError(SmtpSenderError, ValueError):
+    """An attachment's `content_type` is not an acceptable RFC 2045 media type (says why, never
+    echoing the value); the caller turns it into a 400 naming the field."""
 
 
 class RedeliveryRequestedError(SmtpSenderError):

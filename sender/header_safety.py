@@ -36,3 +36,16 @@ def unsafe_reason(text: str) -> str | None:
     if _ENCODED_WORD.search(text):
         return "must not contain RFC 2047 encoded words (=?charset?q?...?=); send plain Unicode"
     return None
+
+
+def one_line(text: object) -> str:
+    """`text` made fit for one header line, for subjects built from alert labels: line breaks and
+    controls become spaces, an unpaired surrogate becomes U+FFFD, and an encoded-word opener `=?`
+    is split (`= ?`), so the value reads the same but can never decode into something else.
+
+    The alert sources cannot fix a hostile label the way an API caller can fix a field, and
+    refusing the notification would lose the alert; the body still shows the value verbatim."""
+    value = _BREAKING.sub(" ", str(text))
+    value = _SURROGATE.sub("\ufffd", value)
+    value = value.replace("=?", "= ?")
+    return " ".join(value.split())

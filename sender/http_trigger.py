@@ -1,7 +1,9 @@
 """The HTTP trigger: a JSON request in, a JSON response out, statuses exactly as README's table.
 
-Routes (every path but one is the message endpoint, so a caller posting to `/send` still works):
-- `POST /alertmanager?to=addr[,addr]` — Alertmanager's native webhook body (`sender.alertmanager`);
+Routes (`sender.webhook_routes`; every other path is the message endpoint, so a caller posting
+to `/send` still works):
+- `POST /alertmanager`, `/grafana`, `/cloud-monitoring` `?to=addr[,addr]` — each system's own
+  webhook body; `POST /hook/<template>?to=..` — any JSON object through the user's template;
 - `POST` anything else — the message JSON;
 - `GET /messages/<key>[?trigger=pubsub]` — the ledger's record of a key (`sender.status`), with
   the same credential check as sending. Any other method is a 405.
@@ -17,7 +19,7 @@ from typing import Any
 
 import flask
 
-from sender import alertmanager, instance, logs, status, webhook_auth
+from sender import instance, logs, status, webhook_auth, webhook_delivery, webhook_routes
 from sender.config import Settings
 from sender.errors import (
     ConfigurationError,
@@ -27,14 +29,16 @@ from sender.errors import (
     TransientError,
     UnsupportedMediaTypeError,
     WebhookForbiddenError,
+    WebhookStaleTimestampError,
     WebhookUnauthorizedError,
 )
 from sender.exactly_once import Delivery, send_once
-from sender.message import EmailRequest, decode_json, parse_request
+from sender.message import decode_json, parse_request
 
 VIA = "http"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-ALERTMANAGER_PATH = "/alertmanager"
+# Both challenges: a client that sends Basic only after a challenge (Cloud Monitoring) gets one.
+WWW_AUTHENTICATE = 'Bearer realm="smtp-sender", Basic realm="smtp-sender"'
 
 
 def _json(
@@ -73,22 +77,6 @@ def _parse_json(request: flask.Request, raw: bytes) -> Any:
     return decode_json(raw, "body")
 
 
-def _alertmanager_recipients(request: flask.Request) -> list[str]:
-    """`?to=a@x.org,b@x.org&to=c@x.org` -> the three addresses."""
-    return [
-        address.strip()
-        for value in request.args.getlist("to")
-        for address in value.split(",")
-        if address.strip()
-    ]
-
-
-def _email_request(request: flask.Request, document: Any) -> EmailRequest:
-    if request.path.rstrip("/") == ALERTMANAGER_PATH:
-        return alertmanager.to_request(document, _alertmanager_recipients(request))
-    return parse_request(document)
-
-
 def _idempotency_key(request: flask.Request, body_key: str | None) -> str | None:
     header_key = request.headers.get(IDEMPOTENCY_HEADER)
     if header_key is not None:
@@ -102,6 +90,20 @@ def _idempotency_key(request: flask.Request, body_key: str | None) -> str | None
             "idempotency_key", f"differs from the {IDEMPOTENCY_HEADER} header"
         )
     return body_key or header_key
+
+
+def _deliver(request: flask.Request, document: Any, settings: Settings) -> Delivery:
+    """Send the message JSON, or a webhook body its route turns into one."""
+    route = webhook_routes.find(request.path)
+    if route is None:
+        email_request = parse_request(document)
+        key = _idempotency_key(request, email_request.idempotency_key)
+        return send_once(email_request, settings, ledger_key=None if key is None else f"http:{key}")
+    notification = route(document, request.args.getlist("to"), settings)
+    key = _idempotency_key(request, None)  # the caller's own key wins over the body's
+    return webhook_delivery.send(
+        notification, settings, caller_key=None if key is None else f"http:{key}"
+    )
 
 
 def _success(delivery: Delivery) -> flask.Response:
@@ -140,7 +142,10 @@ def _check_webhook_credential(
         raise ConfigurationError("the webhook credential cannot be checked") from None
     except WebhookUnauthorizedError:
         logs.webhook_rejected(reason="no credential", via=VIA)
-        return _json({"error": "unauthorized"}, 401, {"WWW-Authenticate": "Bearer"})
+        return _json({"error": "unauthorized"}, 401, {"WWW-Authenticate": WWW_AUTHENTICATE})
+    except WebhookStaleTimestampError:
+        logs.webhook_rejected(reason="signature timestamp too far from now", via=VIA)
+        return _json({"error": "unauthorized"}, 403)
     except WebhookForbiddenError:
         logs.webhook_rejected(reason="wrong credential", via=VIA)
         return _json({"error": "unauthorized"}, 403)
@@ -197,10 +202,7 @@ def handle(request: flask.Request) -> flask.Response:
         if refusal is not None:
             return refusal
         document = _parse_json(request, raw)
-        email_request = _email_request(request, document)
-        key = _idempotency_key(request, email_request.idempotency_key)
-        ledger_key = None if key is None else f"http:{key}"
-        delivery = send_once(email_request, settings, ledger_key=ledger_key)
+        delivery = _deliver(request, document, settings)
     except InvalidRequestError as error:
         logs.invalid_request(error.log_fields(), via=VIA)
         return _error(error)

@@ -97,6 +97,21 @@ def webhook_rejected(*, reason: str, via: str) -> None:
     write("WARNING", "webhook credential refused", reason=reason, trigger=via)
 
 
+def notification_received(
+    *, source: str, status: str | None, alert_count: int, thread: str | None
+) -> None:
+    """A webhook body (or Cloud Monitoring's Pub/Sub notification) was understood: its source,
+    status and size, and its conversation (a hash of the alert group: no label value)."""
+    write(
+        "INFO",
+        "notification received",
+        source=source,
+        status=status,
+        alert_count=alert_count,
+        thread=thread,
+    )
+
+
 def internal_error(exc: BaseException, *, via: str) -> None:
     # Only the type: an arbitrary exception's text could quote a message body or a secret.
     write("ERROR", "internal error", error_type=type(exc).__name__, trigger=via)

@@ -19,14 +19,16 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
+from sender import content_type
 from sender.addresses import Mailbox, parse_mailbox
-from sender.errors import AddressError, FieldProblem, InvalidRequestError
+from sender.errors import AddressError, ContentTypeError, FieldProblem, InvalidRequestError
 from sender.header_safety import has_lone_surrogate, unsafe_reason
 
 # Headers the function writes itself, or that would change who receives the message or how it
@@ -41,7 +43,7 @@ STRUCTURAL_HEADERS = frozenset(
 )  # fmt: skip
 _STRUCTURAL_PREFIXES = ("content-", "resent-", "list-id")
 _HEADER_NAME = re.compile(r"^[!-9;-~]{1,76}$")  # RFC 5322 ftext, bounded to fit a line
-_TEMPLATE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+TEMPLATE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 MAX_SUBJECT_CHARS = 998
 MAX_IDEMPOTENCY_KEY_CHARS = 256
 
@@ -122,19 +124,10 @@ class Attachment(BaseModel):
     def _content_type(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        main, sep, sub = value.strip().lower().partition("/")
-        if (
-            not sep
-            or not re.fullmatch(r"[a-z0-9][a-z0-9!#$&^_.+-]*", main)
-            or not re.fullmatch(r"[a-z0-9][a-z0-9!#$&^_.+-]*", sub)
-        ):
-            raise PydanticCustomError("content_type", "must look like type/subtype")
-        if main in {"multipart", "message"}:
-            # Those types have inner structure the attachment's bytes would have to match.
-            raise PydanticCustomError(
-                "content_type", "multipart/* and message/* cannot be attachment types"
-            )
-        return f"{main}/{sub}"
+        try:
+            return str(content_type.parse(value))  # normalised: lower-case names, tidy quoting
+        except ContentTypeError as exc:
+            raise PydanticCustomError("content_type", "{why}", {"why": str(exc)}) from None
 
 
 class EmailRequest(BaseModel):
@@ -157,6 +150,19 @@ class EmailRequest(BaseModel):
     idempotency_key: (
         Annotated[str, Field(min_length=1, max_length=MAX_IDEMPOTENCY_KEY_CHARS)] | None
     ) = None
+    # Set by the alert sources, never from a caller's JSON: the conversation this email belongs
+    # to (`sender.thread_headers`). Not part of the message content (`message_id_seed`).
+    _thread: str | None = PrivateAttr(default=None)
+
+    @property
+    def thread(self) -> str | None:
+        return self._thread
+
+    def in_thread(self, thread: str) -> EmailRequest:
+        """A copy of this request that joins the conversation `thread` (an alert group)."""
+        joined = self.model_copy()
+        joined._thread = thread
+        return joined
 
     @field_validator("subject")
     @classmethod
@@ -166,7 +172,7 @@ class EmailRequest(BaseModel):
     @field_validator("template")
     @classmethod
     def _template(cls, value: str | None) -> str | None:
-        if value is not None and not _TEMPLATE_NAME.match(value):
+        if value is not None and not TEMPLATE_NAME.match(value):
             raise PydanticCustomError(
                 "template_name", "must be a template name (lower-case letters, digits, - and _)"
             )

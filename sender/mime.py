@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import email.errors
 import hashlib
-import mimetypes
 import re
 import uuid
 from dataclasses import dataclass
@@ -19,9 +18,11 @@ from email.message import EmailMessage
 from email.parser import BytesHeaderParser
 from email.utils import format_datetime
 
+from sender import content_type
 from sender.addresses import Mailbox
 from sender.errors import InvalidRequestError, MessageTooLargeError
-from sender.message import Attachment, EmailRequest
+from sender.message import EmailRequest
+from sender.thread_headers import thread_headers
 
 # Header lines folded at 78 with CRLF endings: what SMTP DATA expects.
 _POLICY = policy.SMTP
@@ -135,14 +136,6 @@ def _normalise_newlines(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def _attachment_type(attachment: Attachment) -> tuple[str, str]:
-    content_type = attachment.content_type
-    if content_type is None:
-        content_type, _ = mimetypes.guess_type(attachment.filename, strict=False)
-    maintype, _, subtype = (content_type or "application/octet-stream").partition("/")
-    return maintype, subtype
-
-
 def _set_body(message: EmailMessage, content: Content) -> None:
     text = _normalise_newlines(content.text) if content.text is not None else None
     html = _normalise_newlines(content.html) if content.html is not None else None
@@ -177,19 +170,33 @@ def build_message(
     if request.reply_to:
         message["Reply-To"] = [m.header_address() for m in request.reply_to]
     message["Subject"] = content.subject
-    message["Date"] = format_datetime(now or datetime.now(UTC))
+    now = now or datetime.now(UTC)
+    message["Date"] = format_datetime(now)
     message_id = make_message_id(from_address.domain, seed)
     message["Message-ID"] = message_id
     # RFC 3834: tells auto-responders (vacation replies, ticket systems) not to answer an alert.
     message["Auto-Submitted"] = "auto-generated"
     for name, value in request.headers.items():
         message[name] = value
+    if request.thread is not None:
+        threading = thread_headers(
+            request.thread, domain=from_address.domain, subject=content.subject, now=now
+        )
+        for name, value in threading.items():
+            if name not in message:  # a caller's own header of that name stays as given
+                message[name] = value
 
     _set_body(message, content)
     for attachment in request.attachments:
-        maintype, subtype = _attachment_type(attachment)
+        kind = content_type.for_attachment(
+            attachment.content_type, attachment.filename, attachment.content
+        )
         message.add_attachment(
-            attachment.content, maintype=maintype, subtype=subtype, filename=attachment.filename
+            attachment.content,
+            maintype=kind.maintype,
+            subtype=kind.subtype,
+            filename=attachment.filename,
+            params=kind.params,
         )
 
     data = _serialise(message)

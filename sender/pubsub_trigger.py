@@ -23,7 +23,7 @@ import binascii
 from datetime import UTC, datetime
 from typing import Any
 
-from sender import logs
+from sender import logs, pubsub_payload
 from sender.config import Settings
 from sender.errors import (
     ClaimBusyError,
@@ -33,7 +33,7 @@ from sender.errors import (
     SendError,
 )
 from sender.exactly_once import send_once
-from sender.message import EmailRequest, check_idempotency_key, decode_json, parse_request
+from sender.message import EmailRequest, check_idempotency_key, decode_json
 
 VIA = "pubsub"
 KEY_ATTRIBUTE = "idempotency_key"
@@ -53,8 +53,9 @@ def decode_event_data(data: Any) -> Any:
     return decode_json(raw, "message.data")
 
 
-def parse_event(cloud_event: Any) -> EmailRequest:
-    return parse_request(decode_event_data(cloud_event.data))
+def parse_event(cloud_event: Any, settings: Settings) -> EmailRequest:
+    """The message JSON, or Cloud Monitoring's Pub/Sub channel notification (`pubsub_payload`)."""
+    return pubsub_payload.to_request(decode_event_data(cloud_event.data), settings)
 
 
 def event_key(cloud_event: Any, event_id: str) -> str:
@@ -99,7 +100,7 @@ def handle(cloud_event: Any) -> None:
         key = event_key(cloud_event, event_id)
         if key != event_id:
             logs.bind(idempotency_key=key)
-        email_request = parse_event(cloud_event)
+        email_request = parse_event(cloud_event, settings)
         delivery = send_once(email_request, settings, ledger_key=f"pubsub:{key}")
     except ClaimBusyError as error:
         logs.claim_busy(retry_after_s=error.retry_after_s, via=VIA)

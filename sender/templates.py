@@ -17,9 +17,11 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from sender.errors import FieldProblem, InvalidRequestError
+from sender.header_safety import one_line
 
 BUILTIN_DIR = Path(__file__).with_name("templates")
 _PARTS = {"subject": "subject.txt", "text": "text.txt", "html": "html.html"}
+PART_FILES = tuple(_PARTS.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,16 +31,29 @@ class Rendered:
     html: str | None
 
 
+def http_url(value: object) -> str:
+    """The value when it is an http(s) URL, else "": links in an email are never `javascript:`
+    or `data:` URLs, whatever a webhook payload carries."""
+    text = str(value).strip() if value is not None else ""
+    return text if text.lower().startswith(("https://", "http://")) else ""
+
+
 def new_environment(user_dir: str | None) -> SandboxedEnvironment:
-    """The sandboxed Jinja2 environment for `TEMPLATES_DIR` (`sender.instance` keeps one)."""
+    """The sandboxed Jinja2 environment for `TEMPLATES_DIR` (`sender.instance` keeps one).
+
+    Filters besides Jinja's own: `one_line` (a label value made fit for the subject, see
+    `header_safety.one_line`) and `http_url` (a link only if it is http or https)."""
     search_path = [user_dir, str(BUILTIN_DIR)] if user_dir else [str(BUILTIN_DIR)]
-    return SandboxedEnvironment(
+    environment = SandboxedEnvironment(
         loader=jinja2.FileSystemLoader(search_path),
         autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         auto_reload=False,  # templates ship with the deploy; no stat() per render
     )
+    environment.filters["one_line"] = one_line
+    environment.filters["http_url"] = http_url
+    return environment
 
 
 def _render_part(env: SandboxedEnvironment, name: str, data: dict[str, Any]) -> str | None:

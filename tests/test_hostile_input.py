@@ -9,12 +9,18 @@ from typing import Any
 import pytest
 
 from tests.support.checks import assert_nothing_sent, log_records, records_at
+from tests.support.constants import PROFILE_FROM
 from tests.support.pubsub import post_event
 from tests.support.smtp_server import SmtpTestServer
 
 # A quoted-printable encoded word whose decoded text is CR LF "From: CEO <ceo@bank.example>".
 FORGED_FROM = "=?utf-8?q?hi=0D=0AFrom=3A_CEO_=3Cceo=40bank=2Eexample=3E?="
 BASE: dict[str, Any] = {"to": "ops@example.com", "subject": "s", "text": "t"}
+# What an alert email carries, and nothing else.
+ALERT_HEADERS = [
+    "From", "To", "Subject", "Date", "Message-ID", "Auto-Submitted", "In-Reply-To", "References",
+    "Thread-Topic", "Thread-Index", "Content-Type", "MIME-Version",
+]  # fmt: skip
 
 
 def _deep(levels: int) -> dict[str, Any]:
@@ -77,15 +83,27 @@ def test_pubsub_acks_with_one_error_line_and_sends_nothing(
 
 
 def test_alertmanager_labels_cannot_forge_headers(http_client: Any, server: SmtpTestServer) -> None:
+    """A hostile label is the alert's data, not the caller's mistake: the alert still goes out
+    (refusing it would lose the page), its subject shows the value defused, and the message has
+    exactly the headers the function writes."""
     payload = {
         "status": "firing",
         "groupLabels": {"alertname": "Disk", "instance": FORGED_FROM},
         "commonLabels": {"alertname": "Disk"},
-        "alerts": [{"status": "firing", "labels": {"alertname": "Disk"}}],
+        "alerts": [{"status": "firing", "labels": {"alertname": "Disk", "instance": FORGED_FROM}}],
     }
     response = http_client.post("/alertmanager?to=ops@example.com", json=payload)
-    assert response.status_code == 400, response.get_data(as_text=True)
-    assert_nothing_sent(server)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    [delivered] = server.wait_for_messages(1)
+    message = delivered.message
+    assert message.get_all("From") == [PROFILE_FROM]
+    assert "CEO" not in str(message["From"])
+    defused = FORGED_FROM.replace("=?", "= ?")  # never decoded back into a line break
+    assert message["Subject"] == f"[FIRING:1] Disk instance={defused}"
+    assert sorted(message.keys()) == sorted(ALERT_HEADERS)
+    text = message.get_body(("plain",))
+    assert text is not None
+    assert FORGED_FROM in text.get_content()  # the body shows the label as it is
 
 
 def test_template_data_may_use_any_key_name(http_client: Any, server: SmtpTestServer) -> None:

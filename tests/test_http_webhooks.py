@@ -1,20 +1,26 @@
-"""Webhook callers: the WEBHOOK_SECRET credential, and Alertmanager's native payload."""
+"""Webhook callers: the WEBHOOK_SECRET credential in each form; Alertmanager's native payload."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
+import time
 from typing import Any
+
+import pytest
 
 from tests.support.checks import log_records
 from tests.support.env import SenderEnv
+from tests.support.payloads import incident, load
 from tests.support.pubsub import PROJECT
 from tests.support.smtp_server import SmtpTestServer
 
 WEBHOOK_SECRET_NAME = f"projects/{PROJECT}/secrets/webhook-token"
 TOKEN = "wh-token-4412-b7c1"
 MESSAGE: dict[str, Any] = {"to": "ops@example.com", "subject": "ping", "text": "hello"}
+JSON = "application/json"
 
 ALERTMANAGER_PAYLOAD: dict[str, Any] = {
     "version": "4",
@@ -136,3 +142,87 @@ def test_unreadable_webhook_secret_tells_the_caller_nothing_about_it(
     assert smtp_starttls.messages == []
     # The operator still learns which secret is wrong, from the log.
     assert "never-created" in capsys.readouterr().out
+
+
+# --- the credential forms of alert sources ----------------------------------------------------
+
+
+def _basic(password: str, user: str = "cloud-monitoring") -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def _grafana(body: bytes, token: str = TOKEN, timestamp: int | None = None) -> dict[str, str]:
+    signed = body if timestamp is None else f"{timestamp}:".encode() + body
+    headers = {
+        "X-Grafana-Alerting-Signature": hmac.new(token.encode(), signed, hashlib.sha256).hexdigest()
+    }
+    if timestamp is not None:
+        headers["X-Grafana-Alerting-Timestamp"] = str(timestamp)
+    return headers
+
+
+def test_basic_auth_with_the_token_as_password_sends(
+    http_client: Any, smtp_starttls: SmtpTestServer, sender_env: SenderEnv
+) -> None:
+    _protect(sender_env, smtp_starttls)
+    path = "/cloud-monitoring?to=ops@example.com"
+    response = http_client.post(path, json=incident("open"), headers=_basic(TOKEN))
+    assert response.status_code == 200, response.get_data(as_text=True)
+    wrong = http_client.post(path, json=incident("closed"), headers=_basic("not-it"))
+    assert wrong.status_code == 403
+    assert wrong.get_json() == {"error": "unauthorized"}
+    assert len(smtp_starttls.wait_for_messages(1)) == 1
+
+
+def test_401_offers_both_challenges(
+    http_client: Any, smtp_starttls: SmtpTestServer, sender_env: SenderEnv
+) -> None:
+    _protect(sender_env, smtp_starttls)
+    response = http_client.post("/cloud-monitoring?to=ops@example.com", json=incident("open"))
+    assert response.status_code == 401
+    challenge = response.headers["WWW-Authenticate"]
+    assert "Bearer" in challenge
+    assert "Basic" in challenge
+
+
+@pytest.mark.parametrize("timestamped", [False, True])
+def test_grafana_signature_sends_and_a_tampered_body_does_not(
+    http_client: Any, smtp_starttls: SmtpTestServer, sender_env: SenderEnv, timestamped: bool
+) -> None:
+    _protect(sender_env, smtp_starttls)
+    body = json.dumps(load("grafana")).encode()
+    stamp = int(time.time()) if timestamped else None
+    path = "/grafana?to=ops@example.com"
+    ok = http_client.post(
+        path, data=body, content_type=JSON, headers=_grafana(body, timestamp=stamp)
+    )
+    assert ok.status_code == 200, ok.get_data(as_text=True)
+    tampered = body.replace(b"High memory usage", b"All is fine")
+    bad = http_client.post(
+        path, data=tampered, content_type=JSON, headers=_grafana(body, timestamp=stamp)
+    )
+    assert bad.status_code == 403
+    wrong_key = _grafana(body, token="guess", timestamp=stamp)
+    assert (
+        http_client.post(path, data=body, content_type=JSON, headers=wrong_key).status_code == 403
+    )
+    assert len(smtp_starttls.wait_for_messages(1)) == 1
+
+
+def test_stale_grafana_timestamp_is_403_and_logged_as_such(
+    http_client: Any, smtp_starttls: SmtpTestServer, sender_env: SenderEnv, capsys: Any
+) -> None:
+    _protect(sender_env, smtp_starttls)
+    body = json.dumps(load("grafana")).encode()
+    replayed = _grafana(body, timestamp=int(time.time()) - 301)  # correctly signed, 5 min + 1 s old
+    response = http_client.post(
+        "/grafana?to=ops@example.com", data=body, content_type=JSON, headers=replayed
+    )
+    assert response.status_code == 403
+    assert response.get_json() == {"error": "unauthorized"}
+    assert smtp_starttls.messages == []
+    [refused] = [
+        r for r in log_records(capsys.readouterr().out) if r["message"].startswith("webhook")
+    ]
+    assert refused["reason"] == "signature timestamp too far from now"
+    assert TOKEN not in json.dumps(refused)

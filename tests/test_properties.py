@@ -13,8 +13,8 @@ it builds, these hold:
 4. every line of a sent message is 7-bit and at most 998 bytes, with no bare CR or LF.
 
 The example budget is the ``ci`` Hypothesis profile (`tests.support.hypothesis_profiles`),
-derandomized so CI sees the same examples every run. Two behaviours issue 12 changes (repeated
-JSON keys, ``content_type`` parameters) have their own small tests at the end, marked xfail.
+derandomized so CI sees the same examples every run. Two behaviours issue 12 fixed (repeated
+JSON keys, ``content_type`` parameters) have their own small tests at the end.
 """
 
 from __future__ import annotations
@@ -449,10 +449,6 @@ def test_pubsub_acks_a_repeated_json_key_with_one_error_and_sends_nothing(
     assert [e["message"] for e in errors] == ["invalid email request"]
 
 
-ISSUE_12_4 = "issue 12.4: a content_type with parameters is a 400"
-
-
-@pytest.mark.xfail(strict=True, reason=ISSUE_12_4)
 @pytest.mark.parametrize(
     ("content_type", "charset"),
     [("text/csv; charset=utf-8", "utf-8"), ('text/csv; charset="windows-1252"', "windows-1252")],

@@ -6,15 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.helpers import ScriptRun, base_env, run_deploy
-
-PROJECT = "acme-mail-prod"
-# Looks like a real SMTP password; it must never show up in any output or argv.
-CANARY = "Pw-canary-7Qz!x9 비밀"
-RUNTIME_SA = f"smtp-sender-runtime@{PROJECT}.iam.gserviceaccount.com"
-TRIGGER_SA = f"smtp-sender-trigger@{PROJECT}.iam.gserviceaccount.com"
-INVOKER_SA = f"alertmanager@{PROJECT}.iam.gserviceaccount.com"
-SCHEDULE_MESSAGE = '{"to": "ops@example.com", "subject": "주간 보고", "text": "weekly"}'
+from tests.support.deploy import CANARY, PROJECT, ScriptRun, base_env, full_args, run_deploy
 
 
 @pytest.fixture(scope="session")
@@ -26,27 +18,6 @@ def profile_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
         encoding="utf-8",
     )
     return path
-
-
-def full_args(profile: Path) -> list[str]:
-    """Every optional feature on: the listing exercises each step."""
-    return [
-        f"PROJECT={PROJECT}",
-        "REGION=europe-west1",
-        f"SMTP_PROFILE_FILE={profile}",
-        "ALLOWED_RECIPIENTS=example.com,oncall@example.org",
-        "ALLOWED_SENDERS=alerts@example.com",
-        "MAX_RECIPIENTS=20",
-        "MAX_EVENT_AGE_S=3600",
-        "SMTP_TIMEOUT_S=30",
-        "IDEMPOTENCY_STORE=firestore",
-        "IDEMPOTENCY_COLLECTION=sent_ledger",
-        "WEBHOOK_SECRET=smtp-webhook-token",
-        f"INVOKERS={INVOKER_SA}, group:oncall@example.com",
-        "SCHEDULE=0 8 * * 1-5",
-        f"SCHEDULE_MESSAGE={SCHEDULE_MESSAGE}",
-        "SCHEDULE_TIME_ZONE=Asia/Seoul",
-    ]
 
 
 @pytest.fixture(scope="session")

@@ -10,17 +10,16 @@ import json
 import re
 from pathlib import Path
 
-from tests.deploy.conftest import (
+from tests.support.deploy import (
+    ALERT_RECIPIENTS,
     CANARY,
+    DEPLOY_SH,
     INVOKER_SA,
     PROJECT,
+    REPO,
     RUNTIME_SA,
     SCHEDULE_MESSAGE,
     TRIGGER_SA,
-)
-from tests.deploy.helpers import (
-    DEPLOY_SH,
-    REPO,
     ScriptRun,
     base_env,
     env_vars,
@@ -183,6 +182,8 @@ def test_step4_runtime_configuration_reaches_the_function_intact(full_run: Scrip
         "ALLOWED_SENDERS": "alerts@example.com",
         "MAX_RECIPIENTS": "20",
         "MAX_EVENT_AGE_S": "3600",
+        "ALERT_RECIPIENTS": ALERT_RECIPIENTS,
+        "WEBHOOK_RETRY_WINDOW_S": "900",
     }
     pubsub_env = env_vars(_deploy(full_run, "smtp-sender-pubsub")["--set-env-vars"])
     assert pubsub_env == env
@@ -237,6 +238,22 @@ def test_step5_dead_letter_policy_on_the_eventarc_subscription(full_run: ScriptR
     assert flags(sub)["--role"] == "roles/pubsub.subscriber"
     assert flags(sub)["--member"] == agent
     assert full_run.one("projects", "describe", PROJECT)[-1] == "--format=value(projectNumber)"
+
+
+def test_alert_recipients_and_the_retry_window_reach_both_functions(full_run: ScriptRun) -> None:
+    for function in ("smtp-sender-http", "smtp-sender-pubsub"):
+        env = env_vars(_deploy(full_run, function)["--set-env-vars"])
+        assert env["ALERT_RECIPIENTS"] == ALERT_RECIPIENTS
+        assert env["WEBHOOK_RETRY_WINDOW_S"] == "900"
+
+
+def test_monitoring_pubsub_channel_needs_alert_recipients() -> None:
+    refused = run_deploy(
+        "--dry-run", env=base_env(PROJECT=PROJECT, MONITORING_PUBSUB_CHANNEL="true")
+    )
+    assert refused.returncode != 0
+    assert "ALERT_RECIPIENTS" in refused.stderr
+    assert refused.gcloud == []
 
 
 def test_step6_scheduler_only_when_asked(minimal_run: ScriptRun, full_run: ScriptRun) -> None:
@@ -410,6 +427,8 @@ def test_teardown_deletes_what_deploy_creates(teardown_run: ScriptRun) -> None:
     for c in teardown_run.gcloud:
         if "delete" in c:
             assert "--quiet" in c, c
+    channel = teardown_run.one("beta", "monitoring", "channels", "delete")
+    assert "--force" in channel  # alerting policies may still name it; its topic goes anyway
     assert teardown_run.find("functions", "deploy") == []
     assert teardown_run.find("services", "disable") == []
 

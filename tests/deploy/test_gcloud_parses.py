@@ -24,18 +24,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.conftest import PROJECT, RUNTIME_SA, full_args
-from tests.deploy.fake_gcloud import make_fake_cloud
-from tests.deploy.helpers import (
+from tests.support.deploy import (
     GCLOUD,
+    PROJECT,
+    RUNTIME_SA,
     GcloudResult,
     ScriptRun,
     base_env,
     connection_sentinel,
+    full_args,
     require_tool,
     run_deploy,
     run_gcloud_offline,
 )
+from tests.support.fake_gcloud import make_fake_cloud
 
 PER_COMMAND_TIMEOUT_S = 60
 WORKERS = 2  # the machine has two shared cores; gcloud is mostly CPU at start-up

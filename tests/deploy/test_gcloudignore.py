@@ -10,7 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tests.deploy.helpers import GCLOUD, REPO, base_env, require_tool
+from tests.support.deploy import GCLOUD, REPO, base_env, require_tool
 
 
 def _upload_list(gcloud: str, source: Path, config: Path) -> set[str]:

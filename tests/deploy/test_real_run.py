@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.conftest import CANARY, PROJECT
-from tests.deploy.fake_gcloud import FakeCloud, make_fake_cloud
-from tests.deploy.helpers import flags, run_deploy
+from tests.support.deploy import CANARY, PROJECT, flags, run_deploy
+from tests.support.fake_gcloud import FakeCloud, make_fake_cloud
 
 
 @pytest.fixture

@@ -18,9 +18,8 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.conftest import PROJECT
-from tests.deploy.fake_gcloud import FakeCloud, make_fake_cloud
-from tests.deploy.helpers import ScriptRun, flags, run_deploy
+from tests.support.deploy import PROJECT, ScriptRun, flags, run_deploy
+from tests.support.fake_gcloud import FakeCloud, make_fake_cloud
 
 HOLD = "smtp-send-dead-letter-hold"
 PUBLISH_TIME = "2026-03-02T08:15:42.118+00:00"

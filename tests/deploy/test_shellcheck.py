@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from tests.deploy.helpers import DEPLOY_SH, require_tool
+from tests.support.deploy import DEPLOY_SH, require_tool
 
 
 def test_deploy_sh_is_shellcheck_clean() -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import LocalOutbox, alert
+from tests.support.dev_outbox import LocalOutbox, alert
 
 pytestmark = pytest.mark.browser
 

@@ -11,7 +11,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from .conftest import LocalOutbox, alert
+from tests.support.dev_outbox import LocalOutbox, alert
 
 
 def get(url: str) -> tuple[int, Message, bytes]:

@@ -9,8 +9,7 @@ from email import message_from_bytes, policy
 import pytest
 
 from devstack.settings import HOST
-
-from .conftest import PASSWORD, USERNAME, LocalOutbox, alert
+from tests.support.dev_outbox import PASSWORD, USERNAME, LocalOutbox, alert
 
 
 def test_auth_is_not_offered_before_starttls(local_outbox: LocalOutbox) -> None:

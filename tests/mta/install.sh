@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Install Debian's Postfix and Dovecot for the MTA test tier: idempotent, non-interactive,
 # safe on a machine without systemd. Must run as root. Configures nothing system-wide: the
-# tier runs from its own state directory (see tests/mta/tier.py); the packages' own daemons
-# are never started.
+# tier runs from its own state directory (see tests/support/mta_tier.py); the packages' own
+# daemons are never started.
 set -euo pipefail
 
 # What the tier runs: postfix (smtpd, virtual, postlog...), dovecot (auth only), doveadm (pw).

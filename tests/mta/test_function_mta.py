@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 
-from tests.mta.conftest import MtaTier
-from tests.mta.mailbox import Delivered
-from tests.mta.tier import DEFAULT_PASSWORD
 from tests.support.checks import assert_no_secret
 from tests.support.env import function_env
 from tests.support.ff_process import FunctionsFrameworkProcess, HttpResult
+from tests.support.maildir import Delivered
+from tests.support.mta import MtaTier
+from tests.support.mta_tier import DEFAULT_PASSWORD
 from tests.support.pubsub import PROJECT
 from tests.support.secret_manager_stub import SecretManagerStub
 

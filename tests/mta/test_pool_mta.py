@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.mta import tier
-from tests.mta.conftest import MtaTier
+from tests.support import mta_tier as tier
 from tests.support.env import function_env
 from tests.support.ff_process import FunctionsFrameworkProcess
+from tests.support.mta import MtaTier
 from tests.support.pubsub import PROJECT
 from tests.support.secret_manager_stub import SecretManagerStub
 

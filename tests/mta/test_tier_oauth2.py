@@ -26,10 +26,10 @@ from sender.oauth2 import (
     fetch_token,
     parse_oauth2,
 )
-from tests.mta.conftest import MtaTier
-from tests.mta.tier import ssl_context
 from tests.support.checks import assert_no_secret
 from tests.support.fake_idp import FakeIdP, TokenFlow
+from tests.support.mta import MtaTier
+from tests.support.mta_tier import ssl_context
 from tests.support.oauth_fetch import fetch_in_process
 
 pytestmark = pytest.mark.mta
@@ -431,7 +431,7 @@ def test_no_token_shows_up_in_the_tiers_logs(
 
 
 def test_tier_cli_accepts_the_oauth2_options() -> None:
-    from tests.mta.tier import _parse_oauth2_args
+    from tests.support.mta_tier import _parse_oauth2_args
 
     parsed = _parse_oauth2_args(["--oauth2-introspection", "https://a:b@h/i", "--oauth2-ca", "c"])
     assert parsed is not None

@@ -11,8 +11,8 @@ from email.message import EmailMessage
 
 import pytest
 
-from tests.mta.conftest import MtaTier
-from tests.mta.tier import DEFAULT_PASSWORD, ssl_context
+from tests.support.mta import MtaTier
+from tests.support.mta_tier import DEFAULT_PASSWORD, ssl_context
 
 pytestmark = pytest.mark.mta
 

@@ -21,12 +21,20 @@ Conftests only wire these into fixtures; tests import from here, never from a co
 - ``emulators``: the gcloud Pub/Sub and Firestore emulators on loopback (`start`,
   `run_for_session`), also runnable as ``python -m tests.support.emulators``.
 - ``fakes``: a rotatable secret source and a movable clock (`FakeSecretSource`, `FakeClock`).
+- ``payloads``: webhook bodies from each system's documentation (`load`) and their variants
+  (`resolved`, `incident`, `with_labels`); the example `/hook` templates (`EXAMPLE_TEMPLATES`).
 - ``ledgers``: what ledger tests share (`LEASE_S`, `TTL_S`, `LedgerFactory`).
 - ``checks``: shared assertions (nothing sent, misconfigured, retryable, no secret leaked) and
   log-line parsing.
 - ``env`` / ``constants``: the function's variables (`function_env`), the ``sender_env``
   fixture's type, and the names and values the fixtures agree on.
 - ``loopback``: the offline-gcloud environment (`OFFLINE_ENV`) and `free_port`.
+- ``mta_tier``: Postfix + Dovecot (SASL, OAuth2 introspection) from a temp state dir on loopback,
+  also runnable as ``python -m tests.support.mta_tier``; ``mta``: `MtaTier`, a running tier as
+  tests use it; ``maildir``: what was delivered (`read_maildir`) and Postfix's session summaries.
+- ``deploy``: running deploy.sh (dry-run, or against ``fake_gcloud``, a recording stand-in) and
+  the real gcloud offline, plus the configurations the deploy tests run (`full_args`).
+- ``dev_outbox``: the dev stack's SMTP outbox and page in process (`LocalOutbox`, `alert`).
 - ``lifecycle``: `StartStop`, the ``with`` protocol every server and process above shares.
 - ``fake_idp``: a fake identity provider (`FakeIdP`: Entra discovery and token, Google token,
   IAM signBlob/signJwt, GCE metadata, RFC 7662 introspection) that MSAL and google-auth talk to

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterable
+from email.message import Message
 from typing import Any
 
 from tests.support.constants import CANARY_PASSWORD, SMTP_USER
@@ -18,6 +19,7 @@ __all__ = [
     "assert_misconfigured",
     "assert_no_secret",
     "assert_nothing_sent",
+    "assert_one_conversation",
     "assert_retryable",
     "log_records",
     "parse_json_lines",
@@ -83,3 +85,21 @@ def assert_no_secret(*texts: str, secrets: Iterable[str] = (CANARY_PASSWORD,)) -
     for secret in secrets:
         for form in _leak_forms(secret):
             assert form not in blob, f"leaked {secret!r} as {form!r}"
+
+
+def assert_one_conversation(*messages: Message) -> str:
+    """The delivered *messages* are one conversation as Thunderbird, Gmail and Outlook see it:
+    each has its own Message-ID; all reply to (In-Reply-To, References) one root that is none of
+    them; one Thread-Topic; one conversation GUID in Thread-Index. Returns the root."""
+    ids = [str(m["Message-ID"]) for m in messages]
+    assert len(set(ids)) == len(ids), ids
+    roots = {str(m["In-Reply-To"]) for m in messages} | {str(m["References"]) for m in messages}
+    assert len(roots) == 1, roots
+    [root] = roots
+    assert root.startswith("<")
+    assert root.endswith(">")
+    assert root not in ids
+    assert len({str(m["Thread-Topic"]) for m in messages}) == 1
+    guids = {base64.b64decode(str(m["Thread-Index"]))[6:] for m in messages}
+    assert len(guids) == 1
+    return root

@@ -1,4 +1,4 @@
-"""Alertmanager's native webhook body becomes a readable email."""
+"""Alertmanager's native webhook body becomes a readable, threaded, keyed email."""
 
 from __future__ import annotations
 
@@ -7,10 +7,16 @@ from typing import Any
 
 import pytest
 
-from sender.alertmanager import to_request
+from sender.alertmanager import notification
 from sender.config import Settings
 from sender.errors import InvalidRequestError
+from sender.message import EmailRequest
 from sender.send import resolve_content
+
+
+def to_request(payload: Any, recipients: list[str]) -> EmailRequest:
+    return notification(payload, recipients).request
+
 
 PAYLOAD: dict[str, Any] = {
     "version": "4",
@@ -84,3 +90,72 @@ def test_recipient_addresses_are_validated() -> None:
     with pytest.raises(InvalidRequestError) as caught:
         to_request(PAYLOAD, ["not-an-address"])
     assert caught.value.problems[0].field == "to[0]"
+
+
+def _resolved(payload: dict[str, Any]) -> dict[str, Any]:
+    resolved = copy.deepcopy(payload)
+    resolved["status"] = "resolved"
+    for alert in resolved["alerts"]:
+        alert["status"] = "resolved"
+        alert["endsAt"] = "2026-11-26T18:00:00Z"
+    return resolved
+
+
+def test_firing_and_resolved_share_a_thread_but_not_a_key() -> None:
+    firing = notification(PAYLOAD, ["ops@example.com"])
+    resolved = notification(_resolved(PAYLOAD), ["ops@example.com"])
+    assert firing.request.thread is not None
+    assert firing.request.thread == resolved.request.thread
+    assert firing.key != resolved.key
+    other_group = notification({**PAYLOAD, "groupKey": '{}:{alertname="CPU"}'}, ["ops@x.org"])
+    assert other_group.request.thread != firing.request.thread
+
+
+def test_the_same_notification_has_the_same_key() -> None:
+    first = notification(PAYLOAD, ["ops@example.com", "oncall@example.com"])
+    again = notification(copy.deepcopy(PAYLOAD), ["oncall@example.com", "OPS@example.com"])
+    assert first.key == again.key
+    assert first.key is not None
+    assert first.key.startswith("alertmanager:")
+    # Label values never show in the key (it becomes a ledger document id).
+    assert "DiskFull" not in first.key
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda p: p["alerts"][0].update(startsAt="2026-11-26T19:00:00Z"),  # it fired again
+        lambda p: p["alerts"][0].update(fingerprint="other"),
+        lambda p: p["alerts"].pop(),  # one alert fewer
+        lambda p: p.update(groupKey="{}:{other}"),
+    ],
+)
+def test_a_different_notification_has_a_different_key(change: Any) -> None:
+    changed = copy.deepcopy(PAYLOAD)
+    change(changed)
+    assert (
+        notification(changed, ["ops@example.com"]).key
+        != notification(PAYLOAD, ["ops@example.com"]).key
+    )
+
+
+def test_other_recipients_are_another_email() -> None:
+    assert (
+        notification(PAYLOAD, ["a@example.com"]).key != notification(PAYLOAD, ["b@example.com"]).key
+    )
+
+
+def test_hostile_group_label_is_neutralised_in_the_subject_only() -> None:
+    forged = "=?utf-8?q?hi=0D=0AFrom=3A_CEO?=\r\nBcc: x@evil.test <script>"
+    payload = copy.deepcopy(PAYLOAD)
+    payload["groupLabels"]["instance"] = forged
+    payload["alerts"][0]["labels"]["instance"] = forged
+    content = resolve_content(to_request(payload, ["ops@example.com"]), Settings.defaults())
+    assert "=?" not in content.subject
+    assert "\n" not in content.subject
+    assert content.subject.startswith("[FIRING:1] DiskFull instance=")
+    assert content.text is not None
+    assert forged in content.text  # verbatim in the text body
+    assert content.html is not None
+    assert "&lt;script&gt;" in content.html
+    assert "<script>" not in content.html

@@ -20,7 +20,10 @@ PACKAGE = ROOT / "sender"
 README = ROOT / "README.md"
 
 # Building a message (validation, templates, MIME) must not import the network or cloud layers.
-MESSAGE_LAYER = {"addresses", "header_safety", "message", "mime", "templates", "alertmanager"}
+MESSAGE_LAYER = {
+    "addresses", "header_safety", "message", "mime", "templates", "content_type", "thread_headers",
+    "alert_group", "alertmanager", "grafana", "cloud_monitoring", "hook", "webhook_routes",
+}  # fmt: skip
 NETWORK_LAYER = {"transport", "secrets", "instance", "ledger_firestore", "send", "exactly_once"}
 
 
@@ -153,3 +156,14 @@ def test_readme_layout_names_every_module_and_only_existing_files() -> None:
     }
     missing = [p.name for p in PACKAGE.rglob("*.py") if p not in covered and p.stem != "__init__"]
     assert missing == [], f"README's Layout does not mention {missing}"
+
+
+def test_tests_import_helpers_from_tests_support_never_from_a_conftest_or_another_test() -> None:
+    offenders = []
+    for path in (ROOT / "tests").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                module = ("." * node.level) + (node.module or "")
+                if "conftest" in module or module.split(".")[-1].startswith("test_"):
+                    offenders.append(f"{path.relative_to(ROOT)}: {module}")
+    assert offenders == []

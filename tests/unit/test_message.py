@@ -94,6 +94,18 @@ def test_not_an_object() -> None:
             {"attachments": [{"filename": "a", "content": "", "content_type": "message/rfc822"}]},
             "attachments[0].content_type",
         ),
+        (
+            {
+                "attachments": [
+                    {"filename": "a", "content": "", "content_type": "text/csv; charset\r\nX: y"}
+                ]
+            },
+            "attachments[0].content_type",
+        ),
+        (
+            {"attachments": [{"filename": "a", "content": "", "content_type": "text/csv; x"}]},
+            "attachments[0].content_type",
+        ),
         ({"text": "lone \ud800 surrogate"}, "text"),
         ({"data": {"nested": ["ok", "bad \udfff"]}}, "data.nested[1]"),
         ({"idempotency_key": ""}, "idempotency_key"),
@@ -138,3 +150,25 @@ def test_absurd_nesting_is_refused_by_name() -> None:
         data = {"d": data}
     found = problems({**VALID, "data": data})
     assert any("nested" in problem for problem in found.values())
+
+
+def test_content_type_parameters_are_accepted_and_normalised() -> None:
+    request = parse_request(
+        {
+            **VALID,
+            "attachments": [
+                {"filename": "r.csv", "content": "", "content_type": 'Text/CSV; Charset="UTF-8"'}
+            ],
+        }
+    )
+    assert request.attachments[0].content_type == "text/csv; charset=utf-8"
+
+
+def test_a_call_without_thread_stays_out_of_any_conversation() -> None:
+    request = parse_request(VALID)
+    assert request.thread is None
+    joined = request.in_thread("g")
+    assert (joined.thread, request.thread) == ("g", None)
+    assert joined.model_dump() == request.model_dump()  # not part of the message content
+    with pytest.raises(InvalidRequestError):  # and a caller cannot set it
+        parse_request({**VALID, "_thread": "g"})

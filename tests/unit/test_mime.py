@@ -88,6 +88,35 @@ def test_text_html_and_binary_attachment() -> None:
     assert attachments[0].get_content() == blob
     assert attachments[0].get_content_type() == "application/octet-stream"
     assert attachments[1].get_content_type() == "text/csv"  # guessed from the name
+    assert attachments[1].get_param("charset") == "utf-8"  # and its bytes are UTF-8
+
+
+def test_text_attachments_say_their_charset_or_go_out_as_bytes() -> None:
+    csv = "이름,사용률\ndb-1,91%\n".encode()
+    latin1 = "café".encode("latin-1")
+    parsed, _ = build(
+        {
+            "to": "a@example.com",
+            "subject": "s",
+            "text": "t",
+            "attachments": [
+                {"filename": "r.csv", "content": base64.b64encode(csv).decode()},
+                {"filename": "dump.txt", "content": base64.b64encode(b"\xff\x00\xfe").decode()},
+                {
+                    "filename": "old.txt",
+                    "content": base64.b64encode(latin1).decode(),
+                    "content_type": "text/plain; charset=ISO-8859-1",
+                },
+            ],
+        }
+    )
+    utf8, binary, declared = parsed.iter_attachments()
+    assert (utf8.get_content_type(), utf8.get_param("charset")) == ("text/csv", "utf-8")
+    assert utf8.get_content() == csv.decode()
+    assert binary.get_content_type() == "application/octet-stream"
+    assert binary.get_content() == b"\xff\x00\xfe"
+    assert declared.get_param("charset") == "iso-8859-1"
+    assert declared.get_content() == "café"
 
 
 def test_html_only() -> None:

@@ -1,14 +1,20 @@
-"""Webhook credentials: bearer token, X-Webhook-Token, or an HMAC of the body; rotation."""
+"""Webhook credentials: bearer, X-Webhook-Token, Basic, an HMAC of the body (GitHub-style or
+Grafana's, with its replay window); rotation."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 
 import pytest
 
-from sender.errors import WebhookForbiddenError, WebhookUnauthorizedError
-from sender.webhook_auth import TokenStore, verify
+from sender.errors import (
+    WebhookForbiddenError,
+    WebhookStaleTimestampError,
+    WebhookUnauthorizedError,
+)
+from sender.webhook_auth import MAX_TIMESTAMP_SKEW_S, TokenStore, verify
 from tests.support.fakes import FakeClock, FakeSecretSource
 
 BODY = b'{"to": "ops@example.com"}'
@@ -16,6 +22,25 @@ BODY = b'{"to": "ops@example.com"}'
 
 def signature(token: bytes, body: bytes) -> str:
     return "sha256=" + hmac.new(token, body, hashlib.sha256).hexdigest()
+
+
+def grafana(token: bytes, body: bytes, timestamp: int | None = None) -> dict[str, str]:
+    """Grafana's headers: bare hex HMAC of the body, or of `timestamp:body` with the timestamp."""
+    if timestamp is None:
+        return {"X-Grafana-Alerting-Signature": hmac.new(token, body, hashlib.sha256).hexdigest()}
+    signed = f"{timestamp}:".encode() + body
+    return {
+        "X-Grafana-Alerting-Signature": hmac.new(token, signed, hashlib.sha256).hexdigest(),
+        "X-Grafana-Alerting-Timestamp": str(timestamp),
+    }
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    credential = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {credential}"}
+
+
+NOW = 1_800_000_000
 
 
 @pytest.fixture
@@ -42,17 +67,28 @@ def store(source: FakeSecretSource, clock: FakeClock) -> TokenStore:
         {"X-Hub-Signature-256": signature(b"s3cret-token", BODY)},
         # IAM's identity token in Authorization beside our own header: ours decides.
         {"Authorization": "Bearer eyJhbGciOi.identity", "X-Webhook-Token": "s3cret-token"},
+        basic("cloud-monitoring", "s3cret-token"),  # any user name; the token is the password
+        basic("", "s3cret-token"),
+        grafana(b"s3cret-token", BODY),
+        grafana(b"s3cret-token", BODY, timestamp=NOW),
+        grafana(b"s3cret-token", BODY, timestamp=NOW - MAX_TIMESTAMP_SKEW_S),  # just in time
+        {
+            "x-grafana-alerting-signature": grafana(b"s3cret-token", BODY)[
+                "X-Grafana-Alerting-Signature"
+            ].upper()
+        },  # header names and hex digits are case-blind
     ],
 )
 def test_accepted(store: TokenStore, headers: dict[str, str]) -> None:
-    verify(store, headers, BODY)
+    verify(store, headers, BODY, clock=lambda: NOW)
 
 
-def test_missing_credential_is_401(store: TokenStore) -> None:
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Basic "}, {"Authorization": "Bearer  "}, {"X-Other": "x"}]
+)
+def test_missing_credential_is_401(store: TokenStore, headers: dict[str, str]) -> None:
     with pytest.raises(WebhookUnauthorizedError):
-        verify(store, {}, BODY)
-    with pytest.raises(WebhookUnauthorizedError):
-        verify(store, {"Authorization": "Basic abc"}, BODY)
+        verify(store, headers, BODY)
 
 
 @pytest.mark.parametrize(
@@ -61,11 +97,44 @@ def test_missing_credential_is_401(store: TokenStore) -> None:
         {"Authorization": "Bearer wrong"},
         {"X-Webhook-Token": "s3cret-token-but-longer"},
         {"X-Signature-256": signature(b"s3cret-token", BODY + b" ")},  # body tampered with
+        {"Authorization": "Basic abc"},  # not base64 of user:password
+        basic("s3cret-token", "wrong"),  # the token as the user name is not the password
+        basic("user", "s3cret-token-but-longer"),
+        grafana(b"wrong", BODY),
+        grafana(b"s3cret-token", BODY + b" "),
+        # Signed over the body alone, but a timestamp header says it was signed with one.
+        {**grafana(b"s3cret-token", BODY), "X-Grafana-Alerting-Timestamp": str(NOW)},
+        # GitHub-style prefix on Grafana's header: Grafana sends bare hex.
+        {"X-Grafana-Alerting-Signature": signature(b"s3cret-token", BODY)},
     ],
 )
 def test_wrong_credential_is_403(store: TokenStore, headers: dict[str, str]) -> None:
     with pytest.raises(WebhookForbiddenError):
-        verify(store, headers, BODY)
+        verify(store, headers, BODY, clock=lambda: NOW)
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    [
+        str(NOW - MAX_TIMESTAMP_SKEW_S - 1),  # a replay
+        str(NOW + MAX_TIMESTAMP_SKEW_S + 1),  # from the future
+        "yesterday",
+        "",
+    ],
+)
+def test_stale_or_unreadable_grafana_timestamp_is_403_even_when_signed(
+    store: TokenStore, source: FakeSecretSource, timestamp: str
+) -> None:
+    signed = f"{timestamp}:".encode() + BODY
+    headers = {
+        "X-Grafana-Alerting-Signature": hmac.new(
+            b"s3cret-token", signed, hashlib.sha256
+        ).hexdigest(),
+        "X-Grafana-Alerting-Timestamp": timestamp,
+    }
+    with pytest.raises(WebhookStaleTimestampError):
+        verify(store, headers, BODY, clock=lambda: NOW)
+    assert source.reads == 0  # refused before the secret is even needed
 
 
 def test_rotated_token_is_picked_up_without_hammering_the_secret(

@@ -269,3 +269,38 @@ def run_gcloud_offline(
             code, output = None, ""
         remote = remote_addresses(trace.read_text("utf-8", "replace")) if trace.exists() else []
         return GcloudResult(tuple(argv), code, output, tuple(remote))
+
+
+# --- the configurations the deploy tests run ----------------------------------------------------
+
+PROJECT = "acme-mail-prod"
+# Looks like a real SMTP password; it must never show up in any output or argv.
+CANARY = "Pw-canary-7Qz!x9 비밀"
+RUNTIME_SA = f"smtp-sender-runtime@{PROJECT}.iam.gserviceaccount.com"
+TRIGGER_SA = f"smtp-sender-trigger@{PROJECT}.iam.gserviceaccount.com"
+INVOKER_SA = f"alertmanager@{PROJECT}.iam.gserviceaccount.com"
+ALERT_RECIPIENTS = "oncall@example.com,db@example.com"
+SCHEDULE_MESSAGE = '{"to": "ops@example.com", "subject": "주간 보고", "text": "weekly"}'
+
+
+def full_args(profile: Path) -> list[str]:
+    """Every optional feature on: the listing exercises each step."""
+    return [
+        f"PROJECT={PROJECT}",
+        "REGION=europe-west1",
+        f"SMTP_PROFILE_FILE={profile}",
+        "ALLOWED_RECIPIENTS=example.com,oncall@example.org",
+        "ALLOWED_SENDERS=alerts@example.com",
+        "MAX_RECIPIENTS=20",
+        "MAX_EVENT_AGE_S=3600",
+        "SMTP_TIMEOUT_S=30",
+        "IDEMPOTENCY_STORE=firestore",
+        "IDEMPOTENCY_COLLECTION=sent_ledger",
+        "WEBHOOK_SECRET=smtp-webhook-token",
+        f"INVOKERS={INVOKER_SA}, group:oncall@example.com",
+        "SCHEDULE=0 8 * * 1-5",
+        f"SCHEDULE_MESSAGE={SCHEDULE_MESSAGE}",
+        "SCHEDULE_TIME_ZONE=Asia/Seoul",
+        f"ALERT_RECIPIENTS={ALERT_RECIPIENTS}",
+        "WEBHOOK_RETRY_WINDOW_S=900",
+    ]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.deploy.helpers import base_env
+from tests.support.deploy import base_env
 
 FAKE_GCLOUD = """#!{python}
 import json, os, stat, sys

@@ -1,0 +1,85 @@
+"""What the alert sources share: recipients, and the two identities of a notification.
+
+An alerting system (Alertmanager, Grafana, Cloud Monitoring) sends several notifications about one
+alert *group* (an incident): firing, maybe firing again with more alerts, resolved.
+
+- The group is the conversation (`thread`): every notification of it carries the same threading
+  headers (`sender.thread_headers`), so mail clients show firing and resolved together.
+- One notification is one email (`key`): the same group, status and alerts (each alert's
+  fingerprint and start time) and the same recipients. A caller retrying a notification it got no
+  answer for sends the same key, and the idempotency ledger answers `duplicate`
+  (`sender.webhook_delivery` decides for how long).
+
+Keys and thread ids are hashes, so label values never reach a ledger document id or a log line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sender.errors import InvalidRequestError
+from sender.message import EmailRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """A webhook body turned into an email, with what is needed to send it once."""
+
+    request: EmailRequest
+    source: str  # "alertmanager", "grafana", "cloud-monitoring", "hook"
+    # The notification's own idempotency key (hashed); None: every request sends (`/hook`).
+    key: str | None = None
+    status: str | None = None  # firing/resolved, open/closed (for the log line)
+    alert_count: int = 0
+
+
+def split_recipients(values: Iterable[str]) -> list[str]:
+    """`["a@x.org,b@x.org", "c@x.org"]` (repeated or comma-separated) -> the three addresses."""
+    return [address.strip() for value in values for address in value.split(",") if address.strip()]
+
+
+def require_recipients(recipients: list[str]) -> list[str]:
+    if not recipients:
+        raise InvalidRequestError.one(
+            "to", "add ?to=address to the webhook URL (or set ALERT_RECIPIENTS)"
+        )
+    return recipients
+
+
+def _hash(parts: Any) -> str:
+    canonical = json.dumps(parts, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def thread_id(source: str, *group: str) -> str:
+    """The conversation of one alert group of one source."""
+    return f"{source}:{_hash(list(group))[:32]}"
+
+
+def notification_key(
+    source: str,
+    *,
+    group: Iterable[str],
+    status: str,
+    alerts: Iterable[tuple[str, str]],
+    recipients: Iterable[str],
+) -> str:
+    """One notification: the group, its status, each alert's (fingerprint, start time), and to
+    whom (the same body posted for two recipient lists is two emails)."""
+    parts = {
+        "group": list(group),
+        "status": status,
+        "alerts": sorted(set(alerts)),
+        "to": sorted({address.lower() for address in recipients}),
+    }
+    return f"{source}:{_hash(parts)}"
+
+
+def label_fingerprint(labels: Mapping[str, str]) -> str:
+    """A stand-in for an alert's fingerprint when the payload has none (older senders, tests):
+    like Alertmanager's, it depends on the label set alone."""
+    return _hash(sorted(labels.items()))[:16]

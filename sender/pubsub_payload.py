@@ -1,0 +1,32 @@
+"""What a Pub/Sub message's data may be: the message JSON, or a notification that Cloud
+Monitoring's Pub/Sub channel published to the same topic.
+
+A Cloud Monitoring notification carries no recipients: it goes to `ALERT_RECIPIENTS`. Without
+them it is a valid alert with nowhere to go — a misconfiguration, which the Pub/Sub trigger answers
+as it does a missing secret (ERROR line, redelivery), so the alert waits for the operator instead
+of being acked away; the retry window and the dead-letter topic bound the wait.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sender import cloud_monitoring, webhook_delivery
+from sender.alert_group import split_recipients
+from sender.config import Settings
+from sender.errors import ConfigurationError
+from sender.message import EmailRequest, parse_request
+
+
+def to_request(document: Any, settings: Settings) -> EmailRequest:
+    """The decoded JSON of a Pub/Sub message -> the email it asks for."""
+    if not cloud_monitoring.is_notification(document):
+        return parse_request(document)
+    recipients = split_recipients([settings.alert_recipients or ""])
+    if not recipients:
+        raise ConfigurationError(
+            "a Cloud Monitoring notification arrived but ALERT_RECIPIENTS is not set"
+        )
+    notification = cloud_monitoring.notification(document, recipients)
+    webhook_delivery.log_received(notification)
+    return notification.request

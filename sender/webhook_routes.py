@@ -1,0 +1,56 @@
+"""The HTTP trigger's route table: which webhook body each path takes.
+
+- `/alertmanager`, `/grafana`, `/cloud-monitoring`: each system's own payload; recipients in
+  `?to=` (repeatable or comma-separated), else `ALERT_RECIPIENTS`.
+- `/hook/<template>`: any JSON object, rendered by the user's `TEMPLATES_DIR/<template>`;
+  recipients in `?to=`.
+- any other path: not a webhook (`find` answers None): the message JSON endpoint.
+
+A new source is one module that turns its payload into a `Notification` and one entry here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from sender import alertmanager, cloud_monitoring, grafana, hook
+from sender.alert_group import Notification, split_recipients
+from sender.config import Settings
+
+# (body, the `to` query values, settings) -> the notification
+Route = Callable[[Any, list[str], Settings], Notification]
+HOOK_PATH = "/hook"
+
+
+def alert_recipients(query: list[str], settings: Settings) -> list[str]:
+    """`?to=` when given, else `ALERT_RECIPIENTS` (possibly empty: the source says what to do)."""
+    return split_recipients(query) or split_recipients([settings.alert_recipients or ""])
+
+
+def _alert_source(
+    parse: Callable[[Any, list[str]], Notification],
+) -> Route:
+    return lambda body, query, settings: parse(body, alert_recipients(query, settings))
+
+
+def _hook(name: str, body: Any, query: list[str], settings: Settings) -> Notification:
+    return hook.notification(name, body, split_recipients(query), settings.templates_dir)
+
+
+ROUTES: dict[str, Route] = {
+    "/alertmanager": _alert_source(alertmanager.notification),
+    "/grafana": _alert_source(grafana.notification),
+    "/cloud-monitoring": _alert_source(cloud_monitoring.notification),
+}
+
+
+def find(path: str) -> Route | None:
+    """The route of `path`, or None for the message endpoint."""
+    path = path.rstrip("/")
+    if path in ROUTES:
+        return ROUTES[path]
+    if path == HOOK_PATH or path.startswith(HOOK_PATH + "/"):
+        return partial(_hook, path.removeprefix(HOOK_PATH).removeprefix("/"))
+    return None
