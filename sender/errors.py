@@ -138,6 +138,14 @@ class RejectedError(SendError):
     http_status = 502
 
 
+class AlreadyRejectedError(RejectedError):
+    """An earlier delivery of this key was rejected for good and sent nothing; it is answered
+    again, not tried again (the items of a redelivered Pub/Sub batch: only what is owed goes
+    out). Carries the earlier attempt's reason and SMTP reply."""
+
+    log_message = "email rejected by an earlier delivery; not tried again"
+
+
 class TransientError(SendError):
     """Worth retrying: 4xx replies, network trouble, timeouts, Secret Manager unavailable."""
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from sender import instance, logs, results
 from sender.config import Settings
-from sender.errors import ClaimBusyError, Disposition, SendError
+from sender.errors import AlreadyRejectedError, ClaimBusyError, Disposition, SendError
 from sender.ledger import (
     FAILED,
     REJECTED,
@@ -45,24 +46,53 @@ class Delivery:
     # Recipients deferred with a 4xx that a later delivery (same key) will send to, and only them.
     owed: tuple[str, ...] = ()
 
+    def answer(self) -> dict[str, Any]:
+        """The caller's answer: HTTP's 200 body, and a batch item's result (`sender.batch`)."""
+        return {
+            "status": "duplicate" if self.duplicate else self.result.status,
+            "message_id": self.result.message_id,
+            "accepted": self.result.accepted,
+            "refused": self.result.refused_json(),
+        }
 
-def send_once(request: EmailRequest, settings: Settings, *, ledger_key: str | None) -> Delivery:
+
+def send_once(
+    request: EmailRequest,
+    settings: Settings,
+    *,
+    ledger_key: str | None,
+    deadline_s: float | None = None,
+    retry_rejected: bool = True,
+) -> Delivery:
     """Send `request` unless `ledger_key` was sent before; raise a `SendError` on failure.
 
     `ledger_key` is namespaced by trigger so that an HTTP caller's key can never collide with a
     Pub/Sub event id; None (an HTTP request without a key) sends every time. The Message-ID is
     derived from `ledger_key` and the message's content (`sender.mime.message_id_seed`). Raises
     `ClaimBusyError` while another delivery of the key holds an unexpired lease.
+
+    `deadline_s` shortens the send's deadline (`SEND_DEADLINE_S`; a batch item near the end of
+    its batch's time). With `retry_rejected` False, a key whose previous attempt a server
+    rejected for good is answered with that rejection (`AlreadyRejectedError`), not tried again.
     """
     if ledger_key is None:  # no key, no deduplication: every request is a new email
-        return _send_unkeyed(request, settings)
+        return _send_unkeyed(request, settings, deadline_s)
     ledger = instance.ledger(settings)
-    answer = _claim_or_wait(ledger, ledger_key, settings)
+    answer = _claim_or_wait(ledger, ledger_key, settings, deadline_s)
     if isinstance(answer, Duplicate):
         entry = answer.entry
         previous = SendResult(entry.message_id or "", list(entry.accepted), dict(entry.refused))
         return Delivery(previous, duplicate=True)
     claim = answer.claim
+    earlier = claim.previous_failure
+    if not retry_rejected and earlier is not None and earlier.error == Disposition.REJECTED.value:
+        _release(ledger, claim, earlier)  # the record says what it said before
+        raise AlreadyRejectedError(
+            earlier.detail,
+            smtp_code=earlier.smtp_code,
+            smtp_message=earlier.smtp_message,
+            refused=dict(earlier.refused),
+        )
     if claim.taken_over:
         logs.claim_taken_over(attempt=claim.attempt)
     recipients = None
@@ -72,7 +102,9 @@ def send_once(request: EmailRequest, settings: Settings, *, ledger_key: str | No
         logs.resuming_partial_send(owed=list(claim.owed), accepted_count=len(claim.accepted))
     seed = message_id_seed(ledger_key, request)
     try:
-        result = send_email(request, settings, seed=seed, recipients=recipients)
+        result = send_email(
+            request, settings, seed=seed, recipients=recipients, deadline_s=deadline_s
+        )
     except SendError as error:
         failure = failure_of(error)
         if error.refused and claim.accepted:
@@ -108,13 +140,16 @@ _BUSY_POLL_FIRST_S = 0.05
 _BUSY_POLL_MAX_S = 0.5
 
 
-def _claim_or_wait(ledger: Ledger, key: str, settings: Settings) -> Claimed | Duplicate:
+def _claim_or_wait(
+    ledger: Ledger, key: str, settings: Settings, deadline_s: float | None
+) -> Claimed | Duplicate:
     """Claim `key`; while another delivery holds it, poll (bounded) until it finishes.
 
     Raises `ClaimBusyError` when the other delivery is still sending after the wait, with a
     Retry-After of the time its send deadline may still run, not its whole lease.
     """
-    wait_until = time.monotonic() + min(BUSY_WAIT_S, settings.send_deadline_s / 2)
+    budget_s = settings.send_deadline_s if deadline_s is None else deadline_s
+    wait_until = time.monotonic() + min(BUSY_WAIT_S, budget_s / 2)
     delay = _BUSY_POLL_FIRST_S
     while True:
         answer = ledger.claim(key)
@@ -195,10 +230,10 @@ def _release(ledger: Ledger, claim: Claim, failure: Failure) -> None:
 # --- outcome events (RESULTS_TOPIC), published after the ledger record ------------------------
 
 
-def _send_unkeyed(request: EmailRequest, settings: Settings) -> Delivery:
+def _send_unkeyed(request: EmailRequest, settings: Settings, deadline_s: float | None) -> Delivery:
     """A request without a key: sent every time, still announced (with a null key)."""
     try:
-        result = send_email(request, settings)
+        result = send_email(request, settings, deadline_s=deadline_s)
     except SendError as error:
         failure = failure_of(error)
         status = describe(

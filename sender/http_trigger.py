@@ -4,6 +4,7 @@ Routes (`sender.webhook_routes`; every other path is the message endpoint, so a 
 to `/send` still works):
 - `POST /alertmanager`, `/grafana`, `/cloud-monitoring` `?to=addr[,addr]` — each system's own
   webhook body; `POST /hook/<template>?to=..` — any JSON object through the user's template;
+- `POST /batch` — `{"messages": [..]}`, one result per message (`sender.batch`);
 - `POST` anything else — the message JSON;
 - `GET /messages/<key>[?trigger=pubsub]` — the ledger's record of a key (`sender.status`), with
   the same credential check as sending. Any other method is a 405.
@@ -19,7 +20,7 @@ from typing import Any
 
 import flask
 
-from sender import instance, logs, status, webhook_auth, webhook_delivery, webhook_routes
+from sender import batch, instance, logs, status, webhook_auth, webhook_delivery, webhook_routes
 from sender.config import Settings
 from sender.errors import (
     ConfigurationError,
@@ -33,7 +34,7 @@ from sender.errors import (
     WebhookUnauthorizedError,
 )
 from sender.exactly_once import Delivery, send_once
-from sender.message import decode_json, parse_request
+from sender.message import EmailRequest, decode_json, parse_request
 
 VIA = "http"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -106,6 +107,24 @@ def _deliver(request: flask.Request, document: Any, settings: Settings) -> Deliv
     )
 
 
+def _item_key(_index: int, email_request: EmailRequest) -> str | None:
+    """A batch item's ledger key: its own `idempotency_key`, in the single messages' namespace."""
+    key = email_request.idempotency_key
+    return None if key is None else f"http:{key}"
+
+
+def _batch(request: flask.Request, document: Any, settings: Settings) -> flask.Response:
+    """`POST /batch`: 200 with one result per message (see `sender.batch`)."""
+    if request.headers.get(IDEMPOTENCY_HEADER) is not None:
+        # One key for many messages would make them one email; each message carries its own.
+        raise InvalidRequestError.one(
+            IDEMPOTENCY_HEADER, "not taken on /batch: give each message its own idempotency_key"
+        )
+    messages = batch.messages_of(document, settings.max_batch)
+    results = batch.send_all(messages, settings, via=VIA, key_of=_item_key)
+    return _json({"results": [result.answer() for result in results]}, 200)
+
+
 def _success(delivery: Delivery) -> flask.Response:
     """200: sent, partial, or duplicate (the stored outcome of the first send; nothing sent now)."""
     result = delivery.result
@@ -113,15 +132,7 @@ def _success(delivery: Delivery) -> flask.Response:
         logs.duplicate(message_id=result.message_id, accepted_count=len(result.accepted), via=VIA)
     else:
         logs.sent(result, via=VIA)
-    return _json(
-        {
-            "status": "duplicate" if delivery.duplicate else result.status,
-            "message_id": result.message_id,
-            "accepted": result.accepted,
-            "refused": result.refused_json(),
-        },
-        200,
-    )
+    return _json(delivery.answer(), 200)
 
 
 def _check_webhook_credential(
@@ -202,7 +213,11 @@ def handle(request: flask.Request) -> flask.Response:
         if refusal is not None:
             return refusal
         document = _parse_json(request, raw)
-        delivery = _deliver(request, document, settings)
+        outcome: Delivery | flask.Response
+        if batch.is_batch_path(request.path):
+            outcome = _batch(request, document, settings)
+        else:
+            outcome = _deliver(request, document, settings)
     except InvalidRequestError as error:
         logs.invalid_request(error.log_fields(), via=VIA)
         return _error(error)
@@ -212,4 +227,4 @@ def handle(request: flask.Request) -> flask.Response:
     except Exception as exc:  # noqa: BLE001 - a bug must still answer JSON, without details
         logs.internal_error(exc, via=VIA)
         return _json({"error": "internal"}, 500)
-    return _success(delivery)
+    return outcome if isinstance(outcome, flask.Response) else _success(outcome)

@@ -98,6 +98,8 @@ class Claim:
     refused: Mapping[str, Refusal]  # refused for good by earlier attempts
     taken_over: bool  # a previous holder's lease had expired (it probably crashed)
     attempt: int
+    # How the previous attempt ended when it sent nothing (None: first attempt, or progress).
+    previous_failure: Failure | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +222,7 @@ def decide_claim(
         failure=None,  # a new attempt: the previous one's failure no longer describes the key
     )
     claim = _claim_of(written, key=key, token=token, taken_over=base.owner is not None)
-    return Claimed(claim), written
+    return Claimed(replace(claim, previous_failure=base.failure)), written
 
 
 def merge_outcome(

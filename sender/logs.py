@@ -81,6 +81,35 @@ def invalid_request(fields: Mapping[str, Any], *, via: str) -> None:
     write("ERROR" if via == "pubsub" else "WARNING", "invalid email request", trigger=via, **fields)
 
 
+def rejected_before(error: SendError, *, via: str) -> None:
+    """A batch item that an earlier delivery of its batch saw rejected (its ERROR line was written
+    then): answered again, not tried again (`AlreadyRejectedError`)."""
+    write("INFO", error.log_message, trigger=via, **error.log_fields())
+
+
+def batch_done(
+    *,
+    count: int,
+    counts: Mapping[str, int],
+    not_attempted: int,
+    all_delivered: bool,
+    elapsed_s: float,
+    via: str,
+) -> None:
+    """One line per batch: how many items, and what each kind of outcome counted (`sent`,
+    `partial`, `duplicate`, `invalid_request`, `rejected`, `unavailable`, `misconfigured`,
+    `internal`); WARNING when any item was not delivered."""
+    write(
+        "INFO" if all_delivered else "WARNING",
+        "batch done",
+        count=count,
+        outcomes=dict(counts),
+        not_attempted=not_attempted or None,
+        elapsed_ms=round(1000 * elapsed_s),
+        trigger=via,
+    )
+
+
 def auth_failed_rereading_secret() -> None:
     write("WARNING", "SMTP authentication failed; re-reading the secret once")
 

@@ -14,6 +14,12 @@ come back for them alone. An attribute that is not 1 to 256 printable characters
 invalid (one ERROR line, acked), as a bad key does over HTTP: falling back to the event id would
 let a replay send twice without anyone noticing.
 Events older than `MAX_EVENT_AGE_S` are dropped with a WARNING: a day-old alert is noise, not news.
+
+Data `{"messages": [..]}` is a batch (`sender.batch`): item i's key is `<key>:<i>` (same namespace).
+Every item is processed; then, if any item is owed a redelivery (transient, misconfigured, 4xx
+recipients, not attempted in time), the event is redelivered, and the redelivery sends only those:
+sent items answer `duplicate` from the ledger, items a server rejected are not tried again.
+Invalid and rejected items are one ERROR line each and never by themselves redelivered.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import binascii
 from datetime import UTC, datetime
 from typing import Any
 
-from sender import logs, pubsub_payload
+from sender import batch, logs, pubsub_payload
 from sender.config import Settings
 from sender.errors import (
     ClaimBusyError,
@@ -32,8 +38,8 @@ from sender.errors import (
     RedeliveryRequestedError,
     SendError,
 )
-from sender.exactly_once import send_once
-from sender.message import EmailRequest, check_idempotency_key, decode_json
+from sender.exactly_once import Delivery, send_once
+from sender.message import check_idempotency_key, decode_json
 
 VIA = "pubsub"
 KEY_ATTRIBUTE = "idempotency_key"
@@ -53,9 +59,19 @@ def decode_event_data(data: Any) -> Any:
     return decode_json(raw, "message.data")
 
 
-def parse_event(cloud_event: Any, settings: Settings) -> EmailRequest:
-    """The message JSON, or Cloud Monitoring's Pub/Sub channel notification (`pubsub_payload`)."""
-    return pubsub_payload.to_request(decode_event_data(cloud_event.data), settings)
+def _deliver(document: Any, key: str, settings: Settings) -> Delivery | list[batch.ItemResult]:
+    """A batch's items, else the message JSON or Cloud Monitoring's Pub/Sub channel notification
+    (`pubsub_payload`)."""
+    if batch.is_batch(document):
+        return batch.send_all(
+            batch.messages_of(document, settings.max_batch),
+            settings,
+            via=VIA,
+            key_of=lambda index, _request: f"pubsub:{key}:{index}",
+            redelivers=True,
+        )
+    email_request = pubsub_payload.to_request(document, settings)
+    return send_once(email_request, settings, ledger_key=f"pubsub:{key}")
 
 
 def event_key(cloud_event: Any, event_id: str) -> str:
@@ -100,8 +116,7 @@ def handle(cloud_event: Any) -> None:
         key = event_key(cloud_event, event_id)
         if key != event_id:
             logs.bind(idempotency_key=key)
-        email_request = parse_event(cloud_event, settings)
-        delivery = send_once(email_request, settings, ledger_key=f"pubsub:{key}")
+        outcome = _deliver(decode_event_data(cloud_event.data), key, settings)
     except ClaimBusyError as error:
         logs.claim_busy(retry_after_s=error.retry_after_s, via=VIA)
         raise RedeliveryRequestedError("another delivery of this event is in progress") from None
@@ -125,6 +140,12 @@ def handle(cloud_event: Any) -> None:
         # type is logged and functions-framework sees our exception, not the original.
         logs.internal_error(exc, via=VIA)
         raise RedeliveryRequestedError(f"internal error ({type(exc).__name__})") from None
+    if isinstance(outcome, list):  # a batch: each item was logged as it finished
+        owed = sum(1 for item in outcome if item.redeliver)
+        if owed:
+            raise RedeliveryRequestedError(f"{owed} of {len(outcome)} batch items are still owed")
+        return
+    delivery = outcome
     result = delivery.result
     if delivery.duplicate:
         logs.duplicate(message_id=result.message_id, accepted_count=len(result.accepted), via=VIA)

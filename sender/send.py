@@ -95,16 +95,21 @@ def send_email(
     *,
     seed: str | None = None,
     recipients: list[Mailbox] | None = None,
+    deadline_s: float | None = None,
 ) -> SendResult:
     """Send `request`; raise a `SendError` subclass on failure.
 
     `seed` makes the Message-ID deterministic (`sender.mime.message_id_seed`); `recipients`
     narrows the envelope to the recipients still owed (a partial redelivery). One deadline
-    (`SEND_DEADLINE_S`) covers everything from here, the rotation retry included, so no send can
-    still be running when the idempotency lease (deadline + margin) runs out.
+    (`SEND_DEADLINE_S`, or the shorter `deadline_s` a batch has left) covers everything from
+    here, the rotation retry included, so no send can still be running when the idempotency
+    lease (deadline + margin) runs out.
     """
+    total_s = settings.send_deadline_s
+    if deadline_s is not None:
+        total_s = min(total_s, deadline_s)
     deadline = Deadline(
-        settings.send_deadline_s,
+        total_s,
         expired=transport.session_deadline_error,
         step_s=settings.smtp_timeout_s,
     )
