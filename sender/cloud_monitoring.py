@@ -3,9 +3,10 @@
 
 Cloud Monitoring sends `{"incident": {...}, "version": "1.2"}` to a webhook channel
 (`POST /cloud-monitoring?to=..`, HTTP Basic with the token as password) and publishes the same
-JSON to a Pub/Sub channel's topic, which the Pub/Sub trigger recognises (`is_notification`) and
-sends to `ALERT_RECIPIENTS`. The "send test notification" button sends `"version": "test"` with an
-upper-case state and a plain-string documentation; both forms are accepted.
+JSON to a Pub/Sub channel's topic, which the Pub/Sub trigger recognises
+(`pubsub_payload.is_notification`) and sends to `ALERT_RECIPIENTS`. The "send test notification"
+button sends `"version": "test"` with an upper-case state and a plain-string documentation; both
+forms are accepted.
 
 An incident (`incident_id`) is one conversation: open, then closed. The key of one notification is
 the incident, its state and the recipients.
@@ -85,14 +86,6 @@ class _Payload(BaseModel):
 
     incident: _Incident
     version: str
-
-
-def is_notification(document: Any) -> bool:
-    """Whether a Pub/Sub message's JSON is a Cloud Monitoring notification, not our message.
-
-    Our message never has an `incident` field (unknown fields are refused), and every Cloud
-    Monitoring notification has both `incident` and `version`: no JSON is both."""
-    return isinstance(document, dict) and "incident" in document and "version" in document
 
 
 def _time(epoch_s: int | None) -> str:

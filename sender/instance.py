@@ -19,9 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 from pathlib import Path
-from typing import Any, TypeVar, cast
-
-from jinja2.sandbox import SandboxedEnvironment
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from sender.config import Settings
 from sender.errors import ConfigurationError
@@ -30,9 +28,11 @@ from sender.ledger_memory import MemoryLedger
 from sender.results import ResultsPublisher, new_publisher_client
 from sender.secrets import ProfileStore, new_secret_manager_client, source_for
 from sender.session_pool import SessionPool
-from sender.templates import new_environment
 from sender.transport import new_tls_context
 from sender.webhook_auth import TokenStore, token_source
+
+if TYPE_CHECKING:  # imported by `template_environment` itself, when a template is first used
+    from jinja2.sandbox import SandboxedEnvironment
 
 T = TypeVar("T")
 
@@ -218,5 +218,10 @@ def results_publisher(settings: Settings) -> ResultsPublisher | None:
 
 
 def template_environment(templates_dir: str | None) -> SandboxedEnvironment:
-    """The compiled-template environment for `TEMPLATES_DIR` (templates ship with the deploy)."""
+    """The compiled-template environment for `TEMPLATES_DIR` (templates ship with the deploy).
+
+    `sender.templates` (Jinja's sandbox) is imported here: a cold instance whose messages carry
+    their own text never loads it (cold start, issue 11)."""
+    from sender.templates import new_environment  # noqa: PLC0415
+
     return _get("template_environment", templates_dir, lambda: new_environment(templates_dir))

@@ -11,17 +11,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from sender import cloud_monitoring, webhook_delivery
-from sender.alert_group import split_recipients
 from sender.config import Settings
 from sender.errors import ConfigurationError
 from sender.message import EmailRequest, parse_request
 
 
+def is_notification(document: Any) -> bool:
+    """Whether a Pub/Sub message's JSON is a Cloud Monitoring notification, not our message.
+
+    Our message never has an `incident` field (unknown fields are refused), and every Cloud
+    Monitoring notification has both `incident` and `version`: no JSON is both."""
+    return isinstance(document, dict) and "incident" in document and "version" in document
+
+
 def to_request(document: Any, settings: Settings) -> EmailRequest:
     """The decoded JSON of a Pub/Sub message -> the email it asks for."""
-    if not cloud_monitoring.is_notification(document):
+    if not is_notification(document):
         return parse_request(document)
+    # Imported on the first notification: a cold instance that only ever gets messages does not
+    # build Cloud Monitoring's pydantic models (cold start, issue 11).
+    from sender import cloud_monitoring, webhook_delivery  # noqa: PLC0415
+    from sender.alert_group import split_recipients  # noqa: PLC0415
+
     recipients = split_recipients([settings.alert_recipients or ""])
     if not recipients:
         raise ConfigurationError(

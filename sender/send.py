@@ -10,7 +10,7 @@ Exactly-once delivery per idempotency key wraps this path (`sender.exactly_once`
 
 from __future__ import annotations
 
-from sender import instance, logs, templates, transport
+from sender import instance, logs, transport
 from sender.addresses import Mailbox
 from sender.classify import classify
 from sender.config import Settings
@@ -29,6 +29,8 @@ def resolve_content(request: EmailRequest, settings: Settings) -> Content:
     """Subject and bodies: the request's own fields win over what a template renders."""
     subject, text, html = request.subject, request.text, request.html
     if request.template is not None:
+        from sender import templates  # noqa: PLC0415 - Jinja's sandbox only when a template is used
+
         environment = instance.template_environment(settings.templates_dir)
         rendered = templates.render(environment, request.template, request.data)
         subject = subject if subject is not None else rendered.subject

@@ -6,7 +6,11 @@
   recipients in `?to=`.
 - any other path: not a webhook (`find` answers None): the message JSON endpoint.
 
+(`POST /batch` is not a webhook: `sender.http_trigger` sends it to `sender.batch`.)
+
 A new source is one module that turns its payload into a `Notification` and one entry here.
+Each source's module is imported on its route's first request: its pydantic models are built then,
+not by every cold instance (most only ever send the message JSON; cold start, issue 11).
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from sender import alertmanager, cloud_monitoring, grafana, hook
 from sender.alert_group import Notification, split_recipients
 from sender.config import Settings
 
@@ -29,20 +32,35 @@ def alert_recipients(query: list[str], settings: Settings) -> list[str]:
     return split_recipients(query) or split_recipients([settings.alert_recipients or ""])
 
 
-def _alert_source(
-    parse: Callable[[Any, list[str]], Notification],
-) -> Route:
-    return lambda body, query, settings: parse(body, alert_recipients(query, settings))
+# Each source is imported inside its route (see the module docstring).
+def _alertmanager(body: Any, query: list[str], settings: Settings) -> Notification:
+    from sender import alertmanager  # noqa: PLC0415
+
+    return alertmanager.notification(body, alert_recipients(query, settings))
+
+
+def _grafana(body: Any, query: list[str], settings: Settings) -> Notification:
+    from sender import grafana  # noqa: PLC0415
+
+    return grafana.notification(body, alert_recipients(query, settings))
+
+
+def _cloud_monitoring(body: Any, query: list[str], settings: Settings) -> Notification:
+    from sender import cloud_monitoring  # noqa: PLC0415
+
+    return cloud_monitoring.notification(body, alert_recipients(query, settings))
 
 
 def _hook(name: str, body: Any, query: list[str], settings: Settings) -> Notification:
+    from sender import hook  # noqa: PLC0415
+
     return hook.notification(name, body, split_recipients(query), settings.templates_dir)
 
 
 ROUTES: dict[str, Route] = {
-    "/alertmanager": _alert_source(alertmanager.notification),
-    "/grafana": _alert_source(grafana.notification),
-    "/cloud-monitoring": _alert_source(cloud_monitoring.notification),
+    "/alertmanager": _alertmanager,
+    "/grafana": _grafana,
+    "/cloud-monitoring": _cloud_monitoring,
 }
 
 

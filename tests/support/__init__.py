@@ -46,4 +46,6 @@ Conftests only wire these into fixtures; tests import from here, never from a co
   independent of the libraries under test).
 - ``oauth_fetch``: `fetch_in_process`, one token fetch in a child process with a function's
   environment (the keyless flow needs the metadata server from process start).
+- ``first_request``: `modules_loaded`, what a fresh interpreter imported after loading ``main``
+  and, optionally, serving one HTTP or Pub/Sub request (the lean cold start's check).
 """

@@ -6,10 +6,11 @@ from typing import Any
 
 import pytest
 
-from sender.cloud_monitoring import is_notification, notification
+from sender.cloud_monitoring import notification
 from sender.config import Settings
 from sender.errors import InvalidRequestError
 from sender.mime import Content
+from sender.pubsub_payload import is_notification
 from sender.send import resolve_content
 from tests.support.payloads import incident, load
 
