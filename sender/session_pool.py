@@ -12,8 +12,10 @@ once and then sends one message per MAIL/RCPT/DATA transaction. The rules that k
   returned (its state is unknown). The exactly-once rules decide what happens next.
 - Sessions belong to one profile *payload*: a rotated secret (new fingerprint) closes the old
   idle ones and never reuses a busy one; an authentication failure empties the pool.
-- At most `size` sessions are open at once; a send that finds none free waits, within its own
-  deadline.
+- At most `size` sessions are open at once, as the server counts them: a session being ended
+  holds its slot until its QUIT is answered (a provider that allows 3 connections refuses a
+  fourth opened while the third is still saying goodbye). A send that finds no slot waits,
+  within its own deadline.
 """
 
 from __future__ import annotations
@@ -90,10 +92,7 @@ class SessionPool:
         """Close every idle session (credentials refused: none of them may be trusted)."""
         with self._changed:
             idle, self._idle = self._idle, []
-            self._open -= len(idle)
-            self._changed.notify_all()
-        for session in idle:
-            session.quit()
+        self._retire(idle)
 
     close = drain  # what `sender.instance.reset` calls on everything it drops
 
@@ -104,21 +103,20 @@ class SessionPool:
     def _checkout(self, fingerprint: str, deadline: Deadline) -> Session | None:
         """A good idle session, or None with a slot reserved for a new one; waits while all
         `size` sessions are busy (raising at the deadline)."""
-        retired: list[Session] = []
-        try:
+        while True:
+            retired: list[Session] = []
+            found: Session | None = None
             with self._changed:
                 if fingerprint != self._fingerprint:  # a rotated secret: none of these may serve
-                    retired += self._idle
-                    self._open -= len(self._idle)
-                    self._idle = []
+                    retired, self._idle = self._idle, []
                     self._fingerprint = fingerprint
-                while True:
-                    while self._idle:
-                        session = self._idle.pop()
-                        if self._usable(session, self._clock()):
-                            return session
+                while self._idle and found is None:
+                    session = self._idle.pop()
+                    if self._usable(session, self._clock()):
+                        found = session
+                    else:
                         retired.append(session)
-                        self._open -= 1
+                if found is None and not retired:
                     if self._open < self.size:
                         self._open += 1
                         return None
@@ -128,9 +126,10 @@ class SessionPool:
                             f"all {self.size} SMTP sessions stayed busy until the send deadline"
                         )
                     self._changed.wait(left)
-        finally:
-            for session in retired:  # outside the lock: QUIT may wait on the network
-                session.quit()
+                    continue
+            self._retire(retired)  # outside the lock: QUIT may wait on the network
+            if found is not None:
+                return found
 
     def _checkin(self, session: Session, fingerprint: str) -> None:
         keep = session.messages_sent < self._max_messages
@@ -140,9 +139,17 @@ class SessionPool:
                 self._idle.append(session)
                 self._changed.notify()
                 return
-            self._open -= 1
-            self._changed.notify()
-        session.quit()  # used up, or its profile was rotated meanwhile
+        self._retire([session])  # used up, or its profile was rotated meanwhile
+
+    def _retire(self, sessions: list[Session]) -> None:
+        """QUIT each session, then free its slot: the server has seen it end by then."""
+        if not sessions:
+            return
+        for session in sessions:
+            session.quit()
+        with self._changed:
+            self._open -= len(sessions)
+            self._changed.notify_all()
 
     def _forget(self, session: Session | None) -> None:
         """A session that failed (already closed by `Session.send`) or never opened."""

@@ -146,6 +146,36 @@ def test_a_session_is_replaced_after_its_message_quota(opener: Opener) -> None:
     assert opener.opened[0].ended == "quit"
 
 
+def test_a_session_saying_goodbye_still_holds_its_slot(
+    opener: Opener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server counts a session until its QUIT is answered: a replacement opened earlier
+    would be one connection more than the pool's size (a provider's limit)."""
+    pool = make_pool(FakeClock(), size=1, max_messages=1)
+    quitting, answered = threading.Event(), threading.Event()
+
+    def slow_quit(self: FakeSession) -> None:
+        quitting.set()
+        assert answered.wait(10)
+        self.ended = "quit"
+
+    monkeypatch.setattr(FakeSession, "quit", slow_quit)
+    first = threading.Thread(target=send, args=(pool,))
+    first.start()  # one message: its quota is used up, so the session is ended after it
+    assert quitting.wait(10)
+    second = threading.Thread(target=send, args=(pool,))
+    second.start()
+    second.join(timeout=0.3)
+
+    assert second.is_alive()  # waiting for the slot, not opening a second connection
+    assert len(opener.opened) == 1
+    answered.set()
+    first.join(timeout=10)
+    second.join(timeout=10)
+    assert [s.ended for s in opener.opened] == ["quit", "quit"]
+    assert pool._open == 0
+
+
 def test_a_rotated_profile_closes_the_old_idle_sessions(opener: Opener) -> None:
     pool = make_pool(FakeClock())
     send(pool, "v1")
