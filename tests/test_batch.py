@@ -328,7 +328,10 @@ def expected_message_id(key: str, item: dict[str, Any]) -> str:
 
 
 def test_a_pubsub_batch_with_an_invalid_item_is_acked_and_the_rest_sent(
-    event_client: Any, server: SmtpTestServer, capfd: pytest.CaptureFixture[str]
+    event_client: Any,
+    http_client: Any,
+    server: SmtpTestServer,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     items = [message(0), {"to": "nobody", "subject": "s", "text": "t"}, message(2)]
     response = pubsub.post_event(event_client, {"messages": items}, event_id="evt-b1")
@@ -345,6 +348,11 @@ def test_a_pubsub_batch_with_an_invalid_item_is_acked_and_the_rest_sent(
     assert all(r["event_id"] == "evt-b1" for r in records)
     [summary] = [r for r in records if r["message"] == "batch done"]
     assert summary["outcomes"] == {"sent": 2, "invalid_request": 1}
+    # Each item's fate under its own key; the invalid one never reached the ledger.
+    status = http_client.get("/messages/evt-b1:2?trigger=pubsub")
+    assert (status.status_code, status.get_json()["state"]) == (200, "sent")
+    assert status.get_json()["accepted"] == ["r2@example.com"]
+    assert http_client.get("/messages/evt-b1:1?trigger=pubsub").status_code == 404
 
 
 def test_a_redelivered_pubsub_batch_sends_only_what_is_owed(
