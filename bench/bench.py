@@ -13,7 +13,7 @@ read through the real google-cloud-secret-manager client from the gRPC Secret Ma
 (c) smtp-sender warm (functions-framework running ``main.py send_http``), sequential over HTTP;
 (d) the same instance under concurrent clients: throughput, and the most SMTP sessions open at
     once as Postfix logged them;
-(e) a batch via ``POST /batch`` on that instance ("not available yet" while it does not exist);
+(e) a batch via ``POST /batch`` on that instance (up to ``SMTP_POOL_SIZE`` messages at once);
 (f) cold spawn -> first email accepted, for (b) and (c);
 (g) VmRSS of the smtp-sender worker after the first and the second number of sends;
 then the ratios against issue 11's targets and a ``python -X importtime`` summary of ``main``.

@@ -128,7 +128,7 @@ def figures(results: Results) -> list[str]:
         f"(SMTP_POOL_SIZE={options.pool_size})",
     ]
     if warm.batch.run is None:
-        lines.append(f"(e) batch: not available yet ({warm.batch.note})")
+        lines.append(f"(e) batch: not measured ({warm.batch.note})")
     else:
         lines.append(
             f"(e) batch of {warm.batch.run.count:<5} via POST /batch   "
