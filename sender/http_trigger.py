@@ -10,7 +10,8 @@ to `/send` still works):
   the same credential check as sending. Any other method is a 405.
 
 Order of checks: method, body size, webhook credential (when `WEBHOOK_SECRET` is set: nothing
-about the request is looked at before it), content type, JSON, the message itself.
+about the request is looked at before it), content type, JSON, the message itself (on `/batch`:
+the batch, then each message alone).
 """
 
 from __future__ import annotations
