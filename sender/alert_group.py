@@ -19,10 +19,14 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from sender.errors import InvalidRequestError
-from sender.message import EmailRequest
+from sender.message import EmailRequest, field_problems, parse_request
+
+Payload = TypeVar("Payload", bound=BaseModel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,3 +87,38 @@ def label_fingerprint(labels: Mapping[str, str]) -> str:
     """A stand-in for an alert's fingerprint when the payload has none (older senders, tests):
     like Alertmanager's, it depends on the label set alone."""
     return _hash(sorted(labels.items()))[:16]
+
+
+def validate(model: type[Payload], payload: Any, what: str) -> Payload:
+    """A source's webhook body, validated: a 400 naming each bad field, never a half email."""
+    if not isinstance(payload, dict):
+        raise InvalidRequestError.one("body", f"must be {what} JSON object")
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        raise InvalidRequestError(field_problems(exc)) from None
+
+
+def grouped_notification(
+    source: str,
+    *,
+    template: str,
+    data: dict[str, Any],
+    recipients: list[str],
+    group: list[str],
+    status: str,
+    alerts: list[tuple[str, str]],
+    thread: list[str] | None = None,
+) -> Notification:
+    """The email for one notification of `group`: rendered by `template` from `data`, in the
+    group's conversation (`thread`, default the group itself) and keyed as `notification_key`."""
+    request = parse_request({"to": recipients, "template": template, "data": data})
+    return Notification(
+        request=request.in_thread(thread_id(source, *(thread if thread is not None else group))),
+        source=source,
+        key=notification_key(
+            source, group=group, status=status, alerts=alerts, recipients=recipients
+        ),
+        status=status,
+        alert_count=max(len(alerts), 1),
+    )

@@ -10,20 +10,19 @@ time (`sender.alert_group`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from sender import alert_group
 from sender.alert_group import Notification
-from sender.errors import InvalidRequestError
-from sender.message import field_problems, parse_request
 
 SOURCE = "alertmanager"
 TEMPLATE = "alertmanager"
 
 
-class _Alert(BaseModel):
+class Alert(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     status: Literal["firing", "resolved"]
@@ -39,11 +38,11 @@ class _Alert(BaseModel):
         return fingerprint, self.startsAt or ""
 
 
-class _Payload(BaseModel):
+class Payload(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     status: Literal["firing", "resolved"]
-    alerts: list[_Alert] = Field(min_length=1)
+    alerts: Sequence[Alert] = Field(min_length=1)
     receiver: str = ""
     groupKey: str | None = None  # noqa: N815
     groupLabels: dict[str, str] = Field(default_factory=dict)  # noqa: N815
@@ -60,26 +59,13 @@ class _Payload(BaseModel):
 def notification(payload: Any, recipients: list[str]) -> Notification:
     """Validate an Alertmanager webhook body and turn it into a threaded, keyed email."""
     alert_group.require_recipients(recipients)
-    if not isinstance(payload, dict):
-        raise InvalidRequestError.one("body", "must be an Alertmanager webhook JSON object")
-    try:
-        validated = _Payload.model_validate(payload)
-    except ValidationError as exc:
-        raise InvalidRequestError(field_problems(exc)) from None
-    request = parse_request(
-        {"to": recipients, "template": TEMPLATE, "data": validated.model_dump(exclude_none=True)}
-    )
-    group = validated.group()
-    return Notification(
-        request=request.in_thread(alert_group.thread_id(SOURCE, *group)),
-        source=SOURCE,
-        key=alert_group.notification_key(
-            SOURCE,
-            group=group,
-            status=validated.status,
-            alerts=[alert.identity() for alert in validated.alerts],
-            recipients=recipients,
-        ),
+    validated = alert_group.validate(Payload, payload, "an Alertmanager webhook")
+    return alert_group.grouped_notification(
+        SOURCE,
+        template=TEMPLATE,
+        data=validated.model_dump(exclude_none=True),
+        recipients=recipients,
+        group=validated.group(),
         status=validated.status,
-        alert_count=len(validated.alerts),
+        alerts=[alert.identity() for alert in validated.alerts],
     )

@@ -17,12 +17,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sender import alert_group
 from sender.alert_group import Notification
-from sender.errors import InvalidRequestError
-from sender.message import field_problems, parse_request
 
 SOURCE = "cloud-monitoring"
 TEMPLATE = "cloud-monitoring"
@@ -109,27 +107,15 @@ def _template_data(validated: _Payload) -> dict[str, Any]:
 def notification(payload: Any, recipients: list[str]) -> Notification:
     """Validate a Cloud Monitoring notification and turn it into a threaded, keyed email."""
     alert_group.require_recipients(recipients)
-    if not isinstance(payload, dict):
-        raise InvalidRequestError.one("body", "must be a Cloud Monitoring notification object")
-    try:
-        validated = _Payload.model_validate(payload)
-    except ValidationError as exc:
-        raise InvalidRequestError(field_problems(exc)) from None
+    validated = alert_group.validate(_Payload, payload, "a Cloud Monitoring notification")
     incident = validated.incident
-    request = parse_request(
-        {"to": recipients, "template": TEMPLATE, "data": _template_data(validated)}
-    )
-    thread = alert_group.thread_id(SOURCE, incident.scoping_project_id or "", incident.incident_id)
-    return Notification(
-        request=request.in_thread(thread),
-        source=SOURCE,
-        key=alert_group.notification_key(
-            SOURCE,
-            group=[incident.incident_id],
-            status=incident.state,
-            alerts=[],
-            recipients=recipients,
-        ),
+    return alert_group.grouped_notification(
+        SOURCE,
+        template=TEMPLATE,
+        data=_template_data(validated),
+        recipients=recipients,
+        group=[incident.incident_id],
         status=incident.state,
-        alert_count=1,
+        alerts=[],
+        thread=[incident.scoping_project_id or "", incident.incident_id],
     )

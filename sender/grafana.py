@@ -10,14 +10,13 @@ Note for templates: in Jinja `alert.values` is the dict's method; write `alert['
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
-from sender import alert_group
+from sender import alert_group, alertmanager
 from sender.alert_group import Notification
-from sender.errors import InvalidRequestError
-from sender.message import field_problems, parse_request
 
 SOURCE = "grafana"
 TEMPLATE = "grafana"
@@ -25,50 +24,28 @@ TEMPLATE = "grafana"
 _ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
-class _Alert(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class _Alert(alertmanager.Alert):
+    """Alertmanager's alert, plus Grafana's query values and links."""
 
-    status: Literal["firing", "resolved"]
-    labels: dict[str, str]
-    annotations: dict[str, str] = Field(default_factory=dict)
-    startsAt: str | None = None  # noqa: N815 - Grafana's field names
-    endsAt: str | None = None  # noqa: N815
     values: dict[str, float | int | str | None] | None = None
-    generatorURL: str | None = None  # noqa: N815
-    fingerprint: str | None = None
-    silenceURL: str | None = None  # noqa: N815
+    silenceURL: str | None = None  # noqa: N815 - Grafana's field names
     dashboardURL: str | None = None  # noqa: N815
     panelURL: str | None = None  # noqa: N815
     imageURL: str | None = None  # noqa: N815
 
-    def identity(self) -> tuple[str, str]:
-        fingerprint = self.fingerprint or alert_group.label_fingerprint(self.labels)
-        return fingerprint, self.startsAt or ""
 
+class _Payload(alertmanager.Payload):
+    """Alertmanager's body, plus Grafana's organisation, rendered title and message."""
 
-class _Payload(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    status: Literal["firing", "resolved"]
-    alerts: list[_Alert] = Field(min_length=1)
-    receiver: str = ""
+    alerts: Sequence[_Alert] = Field(min_length=1)
     orgId: int | None = None  # noqa: N815
-    groupKey: str | None = None  # noqa: N815
-    groupLabels: dict[str, str] = Field(default_factory=dict)  # noqa: N815
-    commonLabels: dict[str, str] = Field(default_factory=dict)  # noqa: N815
-    commonAnnotations: dict[str, str] = Field(default_factory=dict)  # noqa: N815
-    externalURL: str | None = None  # noqa: N815
     truncatedAlerts: int = 0  # noqa: N815
     title: str = ""
     message: str = ""
 
     def group(self) -> list[str]:
-        labels = ",".join(f"{k}={v}" for k, v in sorted(self.groupLabels.items()))
-        return [
-            str(self.orgId if self.orgId is not None else ""),
-            self.receiver,
-            self.groupKey if self.groupKey is not None else labels,
-        ]
+        """Alertmanager's group, within the Grafana organisation."""
+        return [str(self.orgId if self.orgId is not None else ""), *super().group()]
 
 
 def _template_data(validated: _Payload) -> dict[str, Any]:
@@ -86,26 +63,13 @@ def _template_data(validated: _Payload) -> dict[str, Any]:
 def notification(payload: Any, recipients: list[str]) -> Notification:
     """Validate a Grafana webhook body and turn it into a threaded, keyed email."""
     alert_group.require_recipients(recipients)
-    if not isinstance(payload, dict):
-        raise InvalidRequestError.one("body", "must be a Grafana webhook JSON object")
-    try:
-        validated = _Payload.model_validate(payload)
-    except ValidationError as exc:
-        raise InvalidRequestError(field_problems(exc)) from None
-    request = parse_request(
-        {"to": recipients, "template": TEMPLATE, "data": _template_data(validated)}
-    )
-    group = validated.group()
-    return Notification(
-        request=request.in_thread(alert_group.thread_id(SOURCE, *group)),
-        source=SOURCE,
-        key=alert_group.notification_key(
-            SOURCE,
-            group=group,
-            status=validated.status,
-            alerts=[alert.identity() for alert in validated.alerts],
-            recipients=recipients,
-        ),
+    validated = alert_group.validate(_Payload, payload, "a Grafana webhook")
+    return alert_group.grouped_notification(
+        SOURCE,
+        template=TEMPLATE,
+        data=_template_data(validated),
+        recipients=recipients,
+        group=validated.group(),
         status=validated.status,
-        alert_count=len(validated.alerts),
+        alerts=[alert.identity() for alert in validated.alerts],
     )
