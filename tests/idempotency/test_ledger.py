@@ -293,6 +293,7 @@ def test_a_rejected_attempt_is_remembered_and_still_never_stops_a_retry(
     make_ledger: LedgerFactory,
 ) -> None:
     first = claimed(make_ledger().claim("event-1"))
+    assert first.previous_failure is None
     make_ledger().release(first, BOUNCED)
 
     rejected = status_of(make_ledger(), "event-1")
@@ -307,6 +308,8 @@ def test_a_rejected_attempt_is_remembered_and_still_never_stops_a_retry(
     assert retry.owed is None
     assert not retry.taken_over
     assert dict(retry.refused) == {}  # the failed attempt's refusals decide nothing
+    # It is told how the last attempt ended (a redelivered batch does not retry a rejection).
+    assert retry.previous_failure == BOUNCED
     assert status_of(make_ledger(), "event-1").state == SENDING
 
     make_ledger().complete(retry, message_id=MID, accepted=["a@example.com"], refused={})
