@@ -7,47 +7,21 @@ invalid item is acked.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.emulators import Emulator
-from tests.support.env import SenderEnv
 from tests.support.ff_process import FunctionsFrameworkProcess, message_is, wait_for_log
-from tests.support.pubsub_rest import PushTopic
+from tests.support.pubsub_rest import DEFERRED, DELIVERY_TIMEOUT_S, PushTopic
 from tests.support.smtp_server import SmtpTestServer
 
 pytestmark = [pytest.mark.emulator, pytest.mark.process]
 
-# Each redelivery waits for the emulator's backoff; generous for a loaded 2-core runner.
-DELIVERY_TIMEOUT_S = 90.0
-DEFERRED = "some recipients were deferred (4xx); redelivering for them only"
 BATCH_DONE = "batch done"
 
 
 def message(index: int, **extra: Any) -> dict[str, Any]:
     return {"to": f"r{index}@example.com", "subject": f"digest {index}", "text": "t", **extra}
-
-
-@pytest.fixture
-def function(
-    server: SmtpTestServer, sender_env: SenderEnv, tmp_path: Path
-) -> Iterator[FunctionsFrameworkProcess]:
-    with FunctionsFrameworkProcess(
-        "send_pubsub", "cloudevent", env=sender_env.process_env(), log_dir=tmp_path
-    ) as process:
-        yield process
-
-
-@pytest.fixture
-def topic(pubsub_emulator: Emulator, function: FunctionsFrameworkProcess) -> Iterator[PushTopic]:
-    push = PushTopic(pubsub_emulator, endpoint=function.url)
-    try:
-        yield push
-    finally:
-        push.delete()  # before the function stops, so nothing is pushed into a closed port
 
 
 def test_the_redelivery_of_a_batch_sends_only_the_deferred_recipient(

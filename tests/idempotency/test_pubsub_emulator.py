@@ -6,44 +6,19 @@ is the Pub/Sub message id. Redelivery is the emulator's own, after the function 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sender.message import parse_request
 from sender.mime import make_message_id, message_id_seed
-from tests.support.emulators import Emulator
-from tests.support.env import SenderEnv
 from tests.support.ff_process import FunctionsFrameworkProcess, message_is, wait_for_log
-from tests.support.pubsub_rest import PushTopic
+from tests.support.pubsub_rest import DELIVERY_TIMEOUT_S, PushTopic
 from tests.support.smtp_server import SmtpTestServer
 
 pytestmark = [pytest.mark.emulator, pytest.mark.process]
 
 MESSAGE: dict[str, Any] = {"to": "ops@example.com", "subject": "Disk 91% on db-1", "text": "t"}
-# Each redelivery waits for the emulator's backoff; generous for a loaded 2-core runner.
-DELIVERY_TIMEOUT_S = 90.0
-
-
-@pytest.fixture
-def function(
-    server: SmtpTestServer, sender_env: SenderEnv, tmp_path: Path
-) -> Iterator[FunctionsFrameworkProcess]:
-    with FunctionsFrameworkProcess(
-        "send_pubsub", "cloudevent", env=sender_env.process_env(), log_dir=tmp_path
-    ) as process:
-        yield process
-
-
-@pytest.fixture
-def topic(pubsub_emulator: Emulator, function: FunctionsFrameworkProcess) -> Iterator[PushTopic]:
-    push = PushTopic(pubsub_emulator, endpoint=function.url)
-    try:
-        yield push
-    finally:
-        push.delete()  # before the function stops, so nothing is pushed into a closed port
 
 
 def test_published_message_arrives_exactly_once(

@@ -10,16 +10,12 @@ attribute, and only the recipient still owed receives mail.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.emulators import Emulator
-from tests.support.env import SenderEnv
 from tests.support.ff_process import FunctionsFrameworkProcess, message_is, wait_for_log
-from tests.support.pubsub_rest import PushTopic, Received
+from tests.support.pubsub_rest import DEFERRED, DELIVERY_TIMEOUT_S, PushTopic, Received
 from tests.support.smtp_server import SmtpTestServer
 
 pytestmark = [pytest.mark.emulator, pytest.mark.process]
@@ -29,28 +25,6 @@ MESSAGE: dict[str, Any] = {
     "subject": "Disk 91% on db-1",
     "text": "t",
 }
-DEFERRED = "some recipients were deferred (4xx); redelivering for them only"
-# Each redelivery waits for the emulator's backoff; generous for a loaded 2-core runner.
-DELIVERY_TIMEOUT_S = 90.0
-
-
-@pytest.fixture
-def function(
-    server: SmtpTestServer, sender_env: SenderEnv, tmp_path: Path
-) -> Iterator[FunctionsFrameworkProcess]:
-    with FunctionsFrameworkProcess(
-        "send_pubsub", "cloudevent", env=sender_env.process_env(), log_dir=tmp_path
-    ) as process:
-        yield process
-
-
-@pytest.fixture
-def topic(pubsub_emulator: Emulator, function: FunctionsFrameworkProcess) -> Iterator[PushTopic]:
-    push = PushTopic(pubsub_emulator, endpoint=function.url)
-    try:
-        yield push
-    finally:
-        push.delete()  # before the function stops, so nothing is pushed into a closed port
 
 
 def take_held(topic: PushTopic, timeout: float = DELIVERY_TIMEOUT_S) -> Received:

@@ -23,6 +23,11 @@ from typing import Any
 from tests.support.emulators import Emulator
 from tests.support.pubsub import PROJECT
 
+# Each redelivery waits for the emulator's backoff: generous for a loaded 2-core runner.
+DELIVERY_TIMEOUT_S = 90.0
+# The function's log message when it asks Pub/Sub to redeliver for deferred recipients.
+DEFERRED = "some recipients were deferred (4xx); redelivering for them only"
+
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
