@@ -20,6 +20,7 @@ from sender.errors import AlreadyRejectedError, ClaimBusyError, Disposition, Sen
 from sender.ledger import (
     FAILED,
     REJECTED,
+    Attempt,
     Busy,
     Claim,
     Claimed,
@@ -185,14 +186,9 @@ def _record_refusals(
     """After every recipient was refused, some for good: progress with nothing accepted."""
     final, deferred = split_refusals(refused)
     try:
-        ledger.record_progress(
-            claim,
-            message_id=claim.message_id or "",  # none built reached DATA; a later attempt's counts
-            accepted=[],
-            refused=final,
-            owed=list(deferred),
-            failure=failure,
-        )
+        # No message built by this attempt reached DATA: an earlier attempt's id, if any.
+        attempt = Attempt(claim.message_id or "", (), final, list(deferred), failure)
+        ledger.record_progress(claim, attempt)
     except Exception:  # noqa: BLE001 - the refusals are what the caller must hear about
         # Not recorded: free the key at least, so the redelivery can retry (everyone) at once
         # rather than after the lease; nothing was sent, so that repeats no email.
@@ -205,10 +201,12 @@ def _record(ledger: Ledger, claim: Claim, result: SendResult) -> tuple[Delivery,
         # Nothing deferred means nothing owed: the record is complete.
         entry = ledger.record_progress(
             claim,
-            message_id=result.message_id,
-            accepted=result.accepted,
-            refused=final,
-            owed=list(deferred),
+            Attempt(
+                message_id=result.message_id,
+                accepted=result.accepted,
+                refused=final,
+                owed=list(deferred),
+            ),
         )
     except Exception as exc:  # noqa: BLE001 - the email went out: report it whatever the ledger did
         # No redelivery for the deferred ones: without a record it would resend to everyone.

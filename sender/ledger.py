@@ -120,6 +120,17 @@ class Busy:
 ClaimResult = Claimed | Duplicate | Busy
 
 
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What one attempt for a key came to, as the ledger records it."""
+
+    message_id: str
+    accepted: Sequence[str] = ()
+    refused: Mapping[str, Refusal] = field(default_factory=dict)  # final (5xx) refusals
+    owed: Sequence[str] = ()  # deferred (4xx): still to send; none means the record is complete
+    failure: Failure | None = None  # why this attempt did not finish, if it did not
+
+
 class Ledger(abc.ABC):
     """What the send path needs from a store. Every method is atomic per key."""
 
@@ -131,20 +142,11 @@ class Ledger(abc.ABC):
         """The unexpired record for `key`, or None."""
 
     @abc.abstractmethod
-    def record_progress(
-        self,
-        claim: Claim,
-        *,
-        message_id: str,
-        accepted: Sequence[str],
-        refused: Mapping[str, Refusal],
-        owed: Sequence[str],
-        failure: Failure | None = None,
-    ) -> Entry:
-        """After an attempt: `accepted` and `refused` (final) by it, `owed` (4xx) still to send.
-        With nothing owed the record is complete. Returns it with every attempt merged.
-        `failure`: the attempt failed as a whole although its refusals count (every recipient
-        refused, some of them for good)."""
+    def record_progress(self, claim: Claim, attempt: Attempt) -> Entry:
+        """After an attempt: what it accepted and refused for good, and who is still owed
+        (`Attempt`). With nothing owed the record is complete. Returns it with every attempt
+        merged. `attempt.failure`: the attempt failed as a whole although its refusals count
+        (every recipient refused, some of them for good)."""
 
     def complete(
         self,
@@ -155,9 +157,7 @@ class Ledger(abc.ABC):
         refused: Mapping[str, Refusal],
     ) -> Entry:
         """Nothing more is owed: `record_progress` with an empty `owed`."""
-        return self.record_progress(
-            claim, message_id=message_id, accepted=accepted, refused=refused, owed=()
-        )
+        return self.record_progress(claim, Attempt(message_id, accepted, refused))
 
     @abc.abstractmethod
     def release(self, claim: Claim, failure: Failure | None = None) -> None:
@@ -226,16 +226,7 @@ def decide_claim(
 
 
 def merge_outcome(
-    entry: Entry | None,
-    claim: Claim,
-    *,
-    now: float,
-    ttl_s: float,
-    message_id: str,
-    accepted: Sequence[str],
-    refused: Mapping[str, Refusal],
-    owed: Sequence[str],
-    failure: Failure | None = None,
+    entry: Entry | None, claim: Claim, attempt: Attempt, *, now: float, ttl_s: float
 ) -> Entry:
     """Fold one attempt's result into the stored record.
 
@@ -245,13 +236,13 @@ def merge_outcome(
     base = entry if entry is not None and entry.expire_at > now else None
     base = base or Entry(key=claim.key, owner=None, lease_until=None, done=False, attempts=1)
     all_accepted = base.accepted + tuple(
-        a for a in dict.fromkeys(accepted) if a not in base.accepted
+        a for a in dict.fromkeys(attempt.accepted) if a not in base.accepted
     )
-    all_refused = {**base.refused, **refused}
+    all_refused = {**base.refused, **attempt.refused}
     for address in all_accepted:
         all_refused.pop(address, None)
     still_owed = tuple(
-        r for r in dict.fromkeys(owed) if r not in all_accepted and r not in all_refused
+        r for r in dict.fromkeys(attempt.owed) if r not in all_accepted and r not in all_refused
     )
     done = not still_owed
     # Drop the lease if it is ours (or nobody's); a newer holder keeps its own.
@@ -261,12 +252,12 @@ def merge_outcome(
         owner=None if done or ours else base.owner,
         lease_until=None if done or ours else base.lease_until,
         done=done,
-        message_id=base.message_id or message_id,
+        message_id=base.message_id or attempt.message_id,
         accepted=all_accepted,
         refused=all_refused,
         owed=() if done else still_owed,
         expire_at=now + ttl_s,
-        failure=None if done else failure,
+        failure=None if done else attempt.failure,
     )
 
 

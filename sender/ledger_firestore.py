@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
@@ -39,6 +39,7 @@ from google.cloud import firestore
 from sender.deadline import Deadline
 from sender.errors import ConfigurationError, LedgerUnavailableError
 from sender.ledger import (
+    Attempt,
     Claim,
     ClaimResult,
     Clock,
@@ -333,30 +334,11 @@ class FirestoreLedger(Ledger):
     def now(self) -> float:
         return self._clock()
 
-    def record_progress(
-        self,
-        claim: Claim,
-        *,
-        message_id: str,
-        accepted: Sequence[str],
-        refused: Mapping[str, Refusal],
-        owed: Sequence[str],
-        failure: Failure | None = None,
-    ) -> Entry:
+    def record_progress(self, claim: Claim, attempt: Attempt) -> Entry:
         ref = self._ref(claim.key)
 
         def step(read: _Read) -> tuple[Entry, Entry | _Keep | None]:
-            entry = merge_outcome(
-                read.entry,
-                claim,
-                now=self._clock(),
-                ttl_s=self._ttl_s,
-                message_id=message_id,
-                accepted=accepted,
-                refused=refused,
-                owed=owed,
-                failure=failure,
-            )
+            entry = merge_outcome(read.entry, claim, attempt, now=self._clock(), ttl_s=self._ttl_s)
             return entry, entry
 
         return self._guarded(lambda deadline: self._settle(ref, deadline, None, step))

@@ -9,9 +9,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
 
 from sender.ledger import (
+    Attempt,
     Claim,
     ClaimResult,
     Clock,
@@ -24,7 +24,6 @@ from sender.ledger import (
     new_token,
     released,
 )
-from sender.outcome import Refusal
 
 
 class MemoryLedger(Ledger):
@@ -91,28 +90,11 @@ class MemoryLedger(Ledger):
     def now(self) -> float:
         return self._clock()
 
-    def record_progress(
-        self,
-        claim: Claim,
-        *,
-        message_id: str,
-        accepted: Sequence[str],
-        refused: Mapping[str, Refusal],
-        owed: Sequence[str],
-        failure: Failure | None = None,
-    ) -> Entry:
+    def record_progress(self, claim: Claim, attempt: Attempt) -> Entry:
         with self._lock:
             now = self._clock()
             entry = merge_outcome(
-                self._get(claim.key, now),
-                claim,
-                now=now,
-                ttl_s=self._ttl_s,
-                message_id=message_id,
-                accepted=accepted,
-                refused=refused,
-                owed=owed,
-                failure=failure,
+                self._get(claim.key, now), claim, attempt, now=now, ttl_s=self._ttl_s
             )
             self._put(entry)
             return entry

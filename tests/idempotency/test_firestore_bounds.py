@@ -17,7 +17,7 @@ import grpc
 import pytest
 
 from sender.errors import LedgerUnavailableError
-from sender.ledger import Claim
+from sender.ledger import Attempt, Claim
 from sender.ledger_firestore import FirestoreLedger
 from tests.support.ledgers import LEASE_S
 from tests.support.lifecycle import StartStop
@@ -198,7 +198,8 @@ def test_outcome_and_release_on_a_firestore_that_never_answers_fail_in_bounded_t
     started = time.monotonic()
     with pytest.raises(LedgerUnavailableError):
         ledger.record_progress(
-            claim, message_id="<m@x.test>", accepted=["a@x.test"], refused={}, owed=["b@x.test"]
+            claim,
+            Attempt(message_id="<m@x.test>", accepted=["a@x.test"], refused={}, owed=["b@x.test"]),
         )
     with pytest.raises(LedgerUnavailableError):
         ledger.release(claim)

@@ -16,6 +16,7 @@ from sender.ledger import (
     REJECTED,
     SENDING,
     SENT,
+    Attempt,
     Busy,
     Claim,
     Claimed,
@@ -92,10 +93,12 @@ def test_partial_progress_leaves_only_the_owed_recipients_for_the_next_attempt(
     first = claimed(make_ledger().claim("event-1"))
     make_ledger().record_progress(
         first,
-        message_id=MID,
-        accepted=["a@example.com"],
-        refused={"c@example.com": USER_UNKNOWN},
-        owed=["b@example.com"],
+        Attempt(
+            message_id=MID,
+            accepted=["a@example.com"],
+            refused={"c@example.com": USER_UNKNOWN},
+            owed=["b@example.com"],
+        ),
     )
 
     # The lease was dropped with the progress, so a redelivery may claim at once.
@@ -115,12 +118,14 @@ def test_partial_progress_leaves_only_the_owed_recipients_for_the_next_attempt(
 def test_an_accepted_recipient_is_never_owed_again(make_ledger: LedgerFactory) -> None:
     first = claimed(make_ledger().claim("event-1"))
     make_ledger().record_progress(
-        first, message_id=MID, accepted=["a@example.com"], refused={}, owed=["b@example.com"]
+        first,
+        Attempt(message_id=MID, accepted=["a@example.com"], refused={}, owed=["b@example.com"]),
     )
     retry = claimed(make_ledger().claim("event-1"))
     # A confused caller reporting `a` as owed again (it was accepted before) changes nothing.
     entry = make_ledger().record_progress(
-        retry, message_id=MID, accepted=[], refused={}, owed=["a@example.com", "b@example.com"]
+        retry,
+        Attempt(message_id=MID, accepted=[], refused={}, owed=["a@example.com", "b@example.com"]),
     )
     assert entry.owed == ("b@example.com",)
 
@@ -138,7 +143,8 @@ def test_release_after_a_failure_that_sent_nothing_frees_the_key(
 def test_release_after_progress_keeps_what_was_sent(make_ledger: LedgerFactory) -> None:
     first = claimed(make_ledger().claim("event-1"))
     make_ledger().record_progress(
-        first, message_id=MID, accepted=["a@example.com"], refused={}, owed=["b@example.com"]
+        first,
+        Attempt(message_id=MID, accepted=["a@example.com"], refused={}, owed=["b@example.com"]),
     )
     second = claimed(make_ledger().claim("event-1"))
     make_ledger().release(second)  # e.g. the server was down on the retry
@@ -193,7 +199,10 @@ def test_concurrent_outcomes_for_one_key_are_all_kept(make_ledger: LedgerFactory
     def report(index: int) -> None:
         start.wait(timeout=30)
         ledgers[index].record_progress(
-            claim, message_id=MID, accepted=[f"r{index}@x.test"], refused={}, owed=["late@x.test"]
+            claim,
+            Attempt(
+                message_id=MID, accepted=[f"r{index}@x.test"], refused={}, owed=["late@x.test"]
+            ),
         )
 
     with ThreadPoolExecutor(writers) as pool:
@@ -328,10 +337,12 @@ def test_each_state_as_the_status_reports_it(make_ledger: LedgerFactory, clock: 
     )
     ledger.record_progress(
         claimed(ledger.claim("owed")),
-        message_id=MID,
-        accepted=["a@x.test"],
-        refused={"c@x.test": USER_UNKNOWN},
-        owed=["b@x.test"],
+        Attempt(
+            message_id=MID,
+            accepted=["a@x.test"],
+            refused={"c@x.test": USER_UNKNOWN},
+            owed=["b@x.test"],
+        ),
     )
     ledger.complete(
         claimed(ledger.claim("some-bounced")),
@@ -343,11 +354,13 @@ def test_each_state_as_the_status_reports_it(make_ledger: LedgerFactory, clock: 
     # Every recipient refused, some for good: recorded as progress, the attempt still failed.
     ledger.record_progress(
         claimed(ledger.claim("mixed")),
-        message_id="",
-        accepted=[],
-        refused={"c@x.test": USER_UNKNOWN},
-        owed=["b@x.test"],
-        failure=Failure(FAILED, "unavailable", "every recipient was refused"),
+        Attempt(
+            message_id="",
+            accepted=[],
+            refused={"c@x.test": USER_UNKNOWN},
+            owed=["b@x.test"],
+            failure=Failure(FAILED, "unavailable", "every recipient was refused"),
+        ),
     )
 
     sent = status_of(ledger, "sent")
@@ -389,7 +402,8 @@ def test_a_failed_retry_of_a_partial_send_keeps_the_progress_and_reports_the_4xx
 ) -> None:
     first = claimed(make_ledger().claim("event-1"))
     make_ledger().record_progress(
-        first, message_id=MID, accepted=["a@example.com"], refused={}, owed=["b@example.com"]
+        first,
+        Attempt(message_id=MID, accepted=["a@example.com"], refused={}, owed=["b@example.com"]),
     )
     retry = claimed(make_ledger().claim("event-1"))
     failure = Failure(
