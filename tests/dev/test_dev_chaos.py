@@ -26,6 +26,7 @@ from devstack.settings import HOST, DevSettings, SettingsError
 from devstack.smtp_server import DevSmtpServer
 from devstack.web import OutboxWebServer
 from tests.support import pubsub
+from tests.support.dev_outbox import LocalOutbox, alert
 from tests.support.env import SenderEnv
 from tests.support.loopback import free_port
 
@@ -142,28 +143,12 @@ def test_slow_recipients_are_stored_before_the_late_answer(chaos_server: ChaosSe
 
 
 def test_without_chaos_mode_the_same_names_are_ordinary_recipients(
-    tmp_path: Path, tls_files: tls.TlsFiles
+    local_outbox: LocalOutbox,
 ) -> None:
-    outbox = Outbox(tmp_path / "outbox")
-    smtp = DevSmtpServer(
-        host=HOST,
-        port=free_port(),
-        tls=tls_files,
-        outbox=outbox,
-        username=USERNAME,
-        password=PASSWORD,
-    )
-    smtp.start()
-    try:
-        with smtplib.SMTP(HOST, smtp.port, timeout=10) as client:
-            client.starttls(context=tls_files.client_context())
-            client.login(USERNAME, PASSWORD)
-            names = ["reject-1@example.com", "defer-1@example.com", "slow-1@example.com"]
-            assert client.sendmail("alerts@dev.localhost", names, _mail()) == {}
-    finally:
-        smtp.stop()
-    [message_id] = outbox.ids()
-    envelope = outbox.envelope(message_id)
+    names = ["reject-1@example.com", "defer-1@example.com", "slow-1@example.com"]
+    local_outbox.send(alert("no chaos"), rcpt=names)  # raises if any recipient were refused
+    [message_id] = local_outbox.outbox.ids()
+    envelope = local_outbox.outbox.envelope(message_id)
     assert envelope is not None
     assert envelope.chaos == []
 
