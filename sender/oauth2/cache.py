@@ -18,9 +18,12 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sender.errors import IdentityProviderUnavailableError
-from sender.oauth2.flows import AccessToken
+
+if TYPE_CHECKING:  # annotations only: the cache must not load MSAL and google-auth
+    from sender.oauth2.flows import AccessToken
 
 DEFAULT_REFRESH_MARGIN_S = 300.0
 
