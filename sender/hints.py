@@ -64,7 +64,8 @@ class Hint:
     oauth2: bool | None = None
     security: str | None = None
     ports: tuple[int, ...] | None = None
-    kind: type[SendError] | None = None  # the error's class (fallback rows)
+    kind: type[SendError] | None = None  # the error's class
+    generic: bool = False  # a last resort that only says where to look next
 
     def matches(self, situation: Situation, error: SendError) -> bool:
         conditions = (self.condition,) if isinstance(self.condition, str) else self.condition
@@ -286,10 +287,11 @@ HINTS: tuple[Hint, ...] = (
          kind=IdentityProviderRefusedError),
     # --- whatever else: by kind
     Hint("The server refused permanently (5xx): its reply names the cause; " + CHECK,
-         kind=RejectedError),
+         kind=RejectedError, generic=True),
     Hint("A temporary failure (4xx, network or timeout): Pub/Sub retries; if it lasts, " + CHECK,
-         kind=TransientError),
-    Hint("The profile does not fit this server: " + CHECK, kind=ConfigurationError),
+         kind=TransientError, generic=True),
+    Hint("The profile does not fit this server: " + CHECK, kind=ConfigurationError,
+         generic=True),
 )  # fmt: skip
 
 
@@ -321,13 +323,15 @@ def situation(error: SendError, profile: SmtpProfile | None) -> Situation:
     )
 
 
-def hint_for(error: SendError, profile: SmtpProfile | None) -> str | None:
-    """The sentence for *error* (None for an invalid request: that is the caller's business)."""
+def hint_for(error: SendError, profile: SmtpProfile | None, *, generic: bool = True) -> str | None:
+    """The sentence for *error* (None for an invalid request: that is the caller's business).
+
+    *generic* False leaves out the last-resort rows that only point at `check` (which uses it)."""
     if isinstance(error, InvalidRequestError):
         return None
     seen = situation(error, profile)
     for row in HINTS:
-        if row.matches(seen, error):
+        if (generic or not row.generic) and row.matches(seen, error):
             fields = {"host": profile.host, "port": profile.port} if profile else {}
             try:
                 return row.text.format_map(fields)

@@ -44,6 +44,10 @@ class TokenSource:
         self._ca_file = ca_file
         self.used: AccessToken | None = None  # the token the last call handed out
 
+    @property
+    def flow(self) -> str:
+        return self._config.flow
+
     def __call__(self) -> str:
         # Each caller waits at most a step of the deadline; the fetch itself is bounded the same.
         budget = self._deadline.budget()
