@@ -177,8 +177,13 @@ HINTS: tuple[Hint, ...] = (
          "security starttls (or use port 465 with ssl)", condition="tls_wrong_version"),
     Hint("Port 465 expects TLS from the first byte, so with security starttls the client waits "
          "for a plaintext greeting that never comes: set security ssl (or use port 587 with "
-         "starttls)", condition=("timeout", "deadline", "disconnected"), security="starttls",
-         ports=(465,)),
+         "starttls)", condition=("no_greeting", "timeout", "deadline", "disconnected"),
+         security="starttls", ports=(465,)),
+    Hint("The server on port {port} sent no greeting: it expects TLS from the first byte (as "
+         "port 465 does), so set security ssl (or use port 587 with starttls)",
+         condition="no_greeting", security="starttls"),
+    Hint("The server accepted the connection but sent no greeting: it is overloaded, or not an "
+         "SMTP server; check host and port", condition="no_greeting"),
     Hint("The server's certificate is issued for another name than {host}: set host to the "
          "name on the certificate (the provider's SMTP host name, not an IP address or an "
          "alias)", condition="certificate_name_mismatch"),

@@ -146,7 +146,8 @@ class SessionPool:
                     left = deadline.left()
                     if left <= 0:
                         raise TransientError(
-                            f"all {self.size} SMTP sessions stayed busy until the send deadline"
+                            f"all {self.size} SMTP sessions stayed busy until the send deadline",
+                            condition="pool_busy",
                         )
                     self._changed.wait(left)
         finally:

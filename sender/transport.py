@@ -83,6 +83,21 @@ class Trace:
 _QUIET = Trace()
 
 
+class _Steps(Trace):
+    """Passes a trace on and remembers the step under way (what a failure is classified by)."""
+
+    def __init__(self, inner: Trace) -> None:
+        self.inner = inner
+        self.step = "connect"
+
+    def begin(self, step: str) -> None:
+        self.step = step
+        self.inner.begin(step)
+
+    def ok(self, step: str, detail: str) -> None:
+        self.inner.ok(step, detail)
+
+
 def tls_summary(sock: ssl.SSLSocket, now: datetime | None = None) -> str:
     """Protocol version, certificate subject, issuer and expiry of a verified TLS socket."""
     cert: Any = sock.getpeercert() or {}
@@ -152,7 +167,8 @@ class _Client(smtplib.SMTP):
         self, *, local_hostname: str, implicit_tls: ssl.SSLContext | None, trace: Trace = _QUIET
     ) -> None:
         self._implicit_tls = implicit_tls
-        self.trace = trace
+        self.trace = _Steps(trace)
+        self.port = 0
         self.final_dot_sent = False
         super().__init__(local_hostname=local_hostname)
 
@@ -160,6 +176,7 @@ class _Client(smtplib.SMTP):
         # smtplib records the name for STARTTLS's certificate check only when the constructor
         # connects; this client is built first and connected later (under the watchdog).
         self._host = host
+        self.port = port
         sock = _connect(host, port, timeout, self.trace)
         if self._implicit_tls is not None:
             # The handshake verifies the certificate and the host name, as SMTP_SSL's would.
@@ -533,8 +550,26 @@ def open_session(
                 _sign_in(client, profile, deadline, access_token)
         except BaseException as exc:  # noqa: BLE001 - closed, then re-raised as what it means
             client.close()
-            raise _failure(exc, client, watchdog, deadline) from None
+            raise _opening_failure(exc, client, watchdog, deadline) from None
     return Session(client)
+
+
+def _opening_failure(
+    exc: BaseException, client: _Client, watchdog: _Watchdog, deadline: Deadline
+) -> BaseException:
+    """`_failure`, plus one thing only the transport knows: silence where the greeting should
+    be. A server that accepts the connection and says nothing (or hangs up) is most often an
+    implicit-TLS port waiting for our handshake while we wait for its plaintext greeting."""
+    silent = watchdog.fired or isinstance(
+        exc, TimeoutError | smtplib.SMTPServerDisconnected | ConnectionResetError
+    )
+    if client.trace.step == "greeting" and silent:
+        return TransientError(
+            f"the SMTP server on port {client.port} sent no greeting"
+            + (" before the deadline" if watchdog.fired else ""),
+            condition="no_greeting",
+        )
+    return _failure(exc, client, watchdog, deadline)
 
 
 def send(
