@@ -119,11 +119,11 @@ HINTS: tuple[Hint, ...] = (
          f"the tenant, the mailbox or by a policy): {_ANY_OAUTH2_SERVER}, or enable SMTP AUTH "
          "for the mailbox (Set-CASMailbox -SmtpClientAuthenticationDisabled $false)",
          status="5.7.139"),
-    Hint("Exchange Online refused the app's token for this mailbox: the Entra app's service "
-         "principal is not registered in Exchange or has no permission on the mailbox — run "
-         "New-ServicePrincipal -AppId <client_id> -ObjectId <enterprise app object id> and "
-         "Add-MailboxPermission -Identity <username> -User <that service principal> "
-         f"-AccessRights FullAccess, then allow up to 30 minutes ({_README_MS})",
+    Hint("Exchange Online refused the app's token: the Entra app's service principal is not "
+         "registered in Exchange or lacks the mailbox permission — run New-ServicePrincipal "
+         "-AppId <client_id> -ObjectId <enterprise app object id> and Add-MailboxPermission "
+         "-Identity <username> -User <that object id> -AccessRights FullAccess, then allow "
+         f"30 minutes ({_README_MS})",
          status="5.7.3", oauth2=True),
     Hint("Microsoft 365 refused the username or password (5.7.3): check both; with MFA or "
          "Basic authentication off a password cannot work — use oauth2 flow microsoft",
@@ -237,6 +237,8 @@ HINTS: tuple[Hint, ...] = (
          "retry may deliver it twice (with the same Message-ID)", condition="outcome_unknown"),
     Hint("Every pooled SMTP session stayed busy until the deadline: raise SMTP_POOL_SIZE (within "
          "the provider's connection limit) or lower CONCURRENCY", condition="pool_busy"),
+    Hint("Credentials are only ever sent over TLS: set security ssl (port 465) or starttls "
+         "(port 587), or remove the username for a loopback relay", condition="tls_required"),
     # --- the network
     Hint("Nothing accepts connections on {host} port {port}: check host and port (465 ssl, 587 "
          "starttls); Google Cloud blocks outbound port 25", condition="connection_refused"),
@@ -250,6 +252,8 @@ HINTS: tuple[Hint, ...] = (
     Hint("The send ran past SEND_DEADLINE_S (a slow SMTP server or identity provider): Pub/Sub "
          "retries; raise SEND_DEADLINE_S only for a server that is slow but working",
          condition="deadline"),
+    Hint("A network error broke the connection to {host}: Pub/Sub retries; if it lasts, check "
+         "the network path (egress firewall rules, proxies)", condition="network"),
     Hint("The server closed the connection without a reply: often a TLS mode that does not fit "
          f"the port, or a connection limit; {CHECK}", condition="disconnected"),
     # --- the identity provider
