@@ -332,7 +332,8 @@ def _one_line(code: int, reply: bytes) -> str:
 def _extensions(client: smtplib.SMTP) -> str:
     features = client.esmtp_features
     return "extensions " + (
-        " ".join(f"{k.upper()} {v}".strip() for k, v in features.items()) or "(none)"
+        # (smtplib keeps AUTH's parameters with a leading space: normalise the spacing)
+        "; ".join(" ".join(f"{k.upper()} {v}".split()) for k, v in features.items()) or "(none)"
     )
 
 
