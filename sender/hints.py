@@ -87,7 +87,7 @@ class Hint:
 _MS = "microsoft365"
 _README_MS = 'see README "Microsoft 365"'
 _README_GOOGLE = 'see README "Google Workspace"'
-_ANY_OAUTH2_SERVER = "use oauth2 flow microsoft (no password)"
+_USE_OAUTH2 = "use oauth2 flow microsoft (no password)"
 
 HINTS: tuple[Hint, ...] = (
     # --- Microsoft 365 / Exchange Online
@@ -103,20 +103,20 @@ HINTS: tuple[Hint, ...] = (
          "→ Mail → Manage email apps → Authenticated SMTP)",
          status="5.7.139", reply="disabled for the mailbox"),
     Hint("Basic authentication (a password) is disabled for this tenant: "
-         f"{_ANY_OAUTH2_SERVER}, {_README_MS}",
+         f"{_USE_OAUTH2}, {_README_MS}",
          status="5.7.139", reply="basic authentication is disabled"),
     Hint("The tenant's security defaults block SMTP sign-in with a password for this user: "
-         f"{_ANY_OAUTH2_SERVER}, which signs in as the app and is not blocked, {_README_MS}",
+         f"{_USE_OAUTH2}, which signs in as the app and is not blocked, {_README_MS}",
          status="5.7.139", reply="security defaults"),
     Hint("Microsoft 365 refused the sign-in by policy (Conditional Access, MFA, or SMTP AUTH "
-         f"off for the mailbox): {_ANY_OAUTH2_SERVER}, or enable Authenticated SMTP for the "
+         f"off for the mailbox): {_USE_OAUTH2}, or enable Authenticated SMTP for the "
          "mailbox and exclude it from the blocking policy",
          status="5.7.139", reply="did not meet the criteria"),
     Hint("Microsoft 365 refused the username or password: check both (the username is the full "
          "address); an account with MFA cannot sign in with a password — use oauth2 flow "
          "microsoft", status="5.7.139", reply="credentials were incorrect"),
     Hint("Microsoft 365 refused the password sign-in (5.7.139: Basic authentication is off for "
-         f"the tenant, the mailbox or by a policy): {_ANY_OAUTH2_SERVER}, or enable SMTP AUTH "
+         f"the tenant, the mailbox or by a policy): {_USE_OAUTH2}, or enable SMTP AUTH "
          "for the mailbox (Set-CASMailbox -SmtpClientAuthenticationDisabled $false)",
          status="5.7.139"),
     Hint("Exchange Online refused the app's token: the Entra app's service principal is not "
