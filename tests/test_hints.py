@@ -21,7 +21,7 @@ import pytest
 from tests.support import pubsub
 from tests.support.certs import CertBundle
 from tests.support.checks import assert_no_secret, log_records
-from tests.support.constants import CANARY_PASSWORD, PROFILE_FROM, SMTP_USER
+from tests.support.constants import CANARY_PASSWORD, SMTP_USER
 from tests.support.env import SenderEnv
 from tests.support.fake_idp import FakeIdP
 from tests.support.fault_server import FaultServer, Mode, Script, Step, reply
