@@ -3,8 +3,9 @@
 Checks that need nothing but the request run first, so a bad request is a 400 even while the
 secret is broken. After an authentication failure the secret is re-read once, bypassing the cache,
 and the send is retried only if the payload changed: a second login with the same wrong password
-would only feed the provider's lockout counters. An OAuth2 profile first gets one fresh token and
-one more try (`sender.sign_in`); an identity provider refusing the client is re-read the same way.
+would only feed the provider's lockout counters. A refused cached OAuth2 token first gets one fresh
+token and one more try (`sender.sign_in`); an identity provider refusing the client is re-read the
+same way.
 Every failure the SMTP server or the identity provider caused carries a hint (`sender.hints`).
 
 Exactly-once delivery per idempotency key wraps this path (`sender.exactly_once`).
@@ -105,8 +106,8 @@ def _attempt(
 def _deliver(
     built: BuiltMessage, loaded: LoadedProfile, settings: Settings, deadline: Deadline
 ) -> SendResult:
-    """Send with *loaded*'s credentials; a refused OAuth2 token gets one fresh token and one
-    more try (a refused password is never tried twice with the same payload)."""
+    """Send with *loaded*'s credentials; a refused OAuth2 token that came from the cache gets one
+    fresh token and one more try (a refused password is never tried twice with one payload)."""
     token = token_source(loaded, settings, deadline)
     try:
         return _attempt(built, loaded, settings, deadline, token)

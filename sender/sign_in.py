@@ -4,7 +4,9 @@ A `TokenSource` belongs to one send attempt of one profile payload. The transpor
 when it opens a session that can take a token (a warm pooled session needs none); it takes the
 cached token, or waits for one fetch (single flight, `sender.oauth2.cache`), within what is left of
 the send's deadline: the token request counts in `SEND_DEADLINE_S`. When the SMTP server refuses
-the token, `refused` forgets it so that the one retry the send path allows gets a fresh one.
+a token, `refused` forgets it; if it came from the cache (an older token the provider may have
+revoked), the send path retries once with a fresh one. A token fetched for this very attempt is
+not fetched again: a second one would be refused for the same reason.
 
 The token cache is keyed by the profile payload's digest: a rotated secret (a new client secret, a
 new key) never uses a token fetched with the old one.
@@ -43,6 +45,7 @@ class TokenSource:
         self._deadline = deadline
         self._ca_file = ca_file
         self.used: AccessToken | None = None  # the token the last call handed out
+        self.from_cache = False  # whether it was cached before this attempt asked
 
     @property
     def flow(self) -> str:
@@ -51,8 +54,9 @@ class TokenSource:
     def __call__(self) -> str:
         # Each caller waits at most a step of the deadline; the fetch itself is bounded the same.
         budget = self._deadline.budget()
+        cached = self._cache.peek(self._key)
         token = self._cache.get(self._key, self._fetch, deadline_s=budget, flow=self._config.flow)
-        self.used = token
+        self.used, self.from_cache = token, token is cached
         return token.value
 
     def _fetch(self, budget_s: float) -> AccessToken:
@@ -63,13 +67,15 @@ class TokenSource:
 
     def refused(self) -> bool:
         """The SMTP server refused the token this attempt used: forget it. True when a fresh
-        token is worth one more try (a token was used at all)."""
+        token is worth one more try: the refused one was cached before this attempt."""
         if self.used is None:
             return False
         self._cache.invalidate(self._key, self.used)
-        self.used = None
-        logs.oauth2_token_refused(flow=self._config.flow)
-        return True
+        retry = self.from_cache
+        self.used, self.from_cache = None, False
+        if retry:
+            logs.oauth2_token_refused(flow=self._config.flow)
+        return retry
 
 
 def token_source(

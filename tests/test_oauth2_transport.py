@@ -71,15 +71,17 @@ def test_an_oauthbearer_error_challenge_is_answered_with_control_a(
     sender_env: SenderEnv, test_ca: CertBundle, idp: FakeIdP, oauth2: Any, http_client: Any
 ) -> None:
     """RFC 7628 3.2.3: the client answers the error challenge with a single ^A, then gets the
-    final 535; one fresh token, one more try, then the secret is found unchanged: 500."""
+    final 535. The token was fetched for this send (nothing cached), so no second one: the
+    secret is re-read, found unchanged: 500."""
+    before = idp.token_requests("microsoft")
     script = Script(replies={"AUTH": reply(334, CHALLENGE)}, extensions=("AUTH OAUTHBEARER",))
     with _server(script, test_ca) as server:
         _use(sender_env, idp, server, oauth2)
         response = http_client.post("/", json=MESSAGE)
     assert response.status_code == 500
     assert response.get_json()["smtp_code"] == 535
-    answers = [s.auth_answers for s in server.sessions if s.auth_answers]
-    assert answers == [["AQ=="], ["AQ=="]]
+    assert [s.auth_answers for s in server.sessions if s.auth_answers] == [["AQ=="]]
+    assert idp.token_requests("microsoft") == before + 1
     assert server.delivered == []
 
 

@@ -133,6 +133,14 @@ class TokenCache:
                 flight.token = token
         flight.done.set()
 
+    def peek(self, key: Hashable) -> AccessToken | None:
+        """*key*'s cached token while it is still handed out, else None (no fetch)."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and self._clock() < entry.fresh_until:
+                return entry.token
+            return None
+
     def waiting(self, key: Hashable) -> int:
         """How many callers wait for *key*'s fetch in flight right now (0 when none runs)."""
         with self._lock:
