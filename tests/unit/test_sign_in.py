@@ -4,6 +4,9 @@ tests/test_oauth2_transport.py run the real one."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -70,3 +73,20 @@ def test_refused_before_any_token_was_used(monkeypatch: pytest.MonkeyPatch) -> N
     tokens: Any = source(TokenCache(), [], monkeypatch)
     assert tokens.refused() is False
     assert tokens.flow == "microsoft"
+
+
+def test_a_cold_start_loads_no_oauth2_library() -> None:
+    """MSAL, google-auth's OAuth2 flows and requests load only when a token is fetched: parsing
+    a profile (oauth2 or not) and importing the entry points must not pay for them."""
+    root = Path(__file__).resolve().parents[2]
+    code = (
+        "import sys, main\n"
+        "from sender.profile import parse_profile\n"
+        'parse_profile(b\'{"provider": "microsoft365", "username": "a@b.c", "oauth2": '
+        '{"flow": "microsoft", "tenant": "t", "client_id": "c", "client_secret": "s"}}\')\n'
+        "print([m for m in ('msal', 'requests', 'google.oauth2') if m in sys.modules])\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True
+    )
+    assert out.stdout.strip() == "[]"
