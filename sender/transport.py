@@ -35,6 +35,7 @@ from sender.deadline import Deadline
 from sender.errors import (
     ConfigurationError,
     OutcomeUnknownError,
+    SaslError,
     StaleSessionError,
     TlsError,
     TransientError,
@@ -293,9 +294,11 @@ def _authenticate_token(
 
     A server refusing a token first answers ``334 <base64 JSON>`` (the error challenge); the
     client's answer (`sasl.error_challenge_reply`) gets the final 535/454 reply."""
-    code, reply = client.docmd(
-        "AUTH", f"{mechanism} {sasl.initial_response(mechanism, username, token)}"
-    )
+    try:
+        initial = sasl.initial_response(mechanism, username, token)
+    except SaslError as exc:  # its text names the field, never the value
+        raise ConfigurationError(f"cannot sign in with OAuth2: {exc}") from None
+    code, reply = client.docmd("AUTH", f"{mechanism} {initial}")
     if code == 334:
         code, reply = client.docmd(sasl.error_challenge_reply(mechanism))
         if code == 334:  # a server that keeps challenging: cancel (RFC 4954)
