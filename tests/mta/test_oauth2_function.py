@@ -180,7 +180,7 @@ def test_each_flow_signs_in_and_the_mail_lands(
     idp_flow = IDP_FLOW[flow]
     before = mta.idp.token_requests(idp_flow)
     mark = uuid.uuid4().hex
-    since = mta.log_offset()
+    since = mta.settled_offset(listener)
     result = function.post_json("/", _request(mark))
 
     assert result.status == 200, result.text
@@ -203,7 +203,7 @@ def test_fifty_sends_in_a_row_make_one_token_request(
 ) -> None:
     _store(secret_manager, mta, accounts["microsoft"], listener="ssl")
     before = mta.idp.token_requests("microsoft")
-    since = mta.log_offset()
+    since = mta.settled_offset("ssl")
     marks = [uuid.uuid4().hex for _ in range(50)]
     for mark in marks:
         result = function.post_json("/", _request(mark))
@@ -255,7 +255,7 @@ def test_a_revoked_token_gets_one_fresh_token_and_the_mail_goes_out(
     cached = mta.idp.issued("refresh_token")[-1]
     mta.idp.revoke(cached.value)  # the provider revoked it: the cache does not know
     before = mta.idp.token_requests("refresh_token")
-    since = mta.log_offset()
+    since = mta.settled_offset("ssl")  # the first send's session has ended
     mark = uuid.uuid4().hex
     result = function.post_json("/", _request(mark))
 
@@ -284,7 +284,7 @@ def test_invalid_client_is_500_with_a_hint_and_a_rotated_client_secret_is_picked
     _store(secret_manager, mta, expired, listener="starttls")
     env = _env(mta, secret_manager, tmp_path)  # default profile cache TTL: 300 s
     with FunctionsFrameworkProcess("send_http", env=env, log_dir=tmp_path) as ff:
-        since = mta.log_offset()
+        since = mta.settled_offset("starttls")
         refused = ff.post_json("/", _request(uuid.uuid4().hex))
         assert refused.status == 500, refused.text
         body = refused.json()
@@ -369,7 +369,7 @@ def test_a_token_never_goes_out_in_plaintext(
     a profile saying security none with oauth2 is refused before connecting at all."""
     before = mta.idp.token_requests("microsoft")
     _store(secret_manager, mta, accounts["microsoft"], listener="plain", security="starttls")
-    since = mta.log_offset()
+    since = mta.settled_offset("plain")
     stripped = function.post_json("/", _request(uuid.uuid4().hex))
     assert stripped.status == 503, stripped.text
     assert "STARTTLS" in stripped.json()["detail"]
@@ -381,7 +381,7 @@ def test_a_token_never_goes_out_in_plaintext(
     )
 
     _store(secret_manager, mta, accounts["microsoft"], listener="plain", security="none")
-    since = mta.log_offset()
+    since = mta.settled_offset("plain")
     clear = function.post_json("/", _request(uuid.uuid4().hex))
     assert clear.status == 500, clear.text
     assert "only ever sent over TLS" in clear.json()["detail"]
@@ -400,7 +400,7 @@ def test_the_microsoft365_preset_caps_the_pool_at_three_sessions(
     _store(secret_manager, mta, accounts["microsoft"], listener="starttls", provider="microsoft365")
     env = _env(mta, secret_manager, tmp_path, SMTP_POOL_SIZE="8", THREADS="8")
     with FunctionsFrameworkProcess("send_http", env=env, log_dir=tmp_path) as ff:
-        since = mta.log_offset()
+        since = mta.settled_offset("starttls")
         marks = [uuid.uuid4().hex for _ in range(12)]
         results: list[HttpResult] = []
         start = threading.Barrier(len(marks))
