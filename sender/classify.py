@@ -2,7 +2,8 @@
 
 smtplib, ssl and socket each have their own exception types; the triggers only ever see
 `sender.errors` classes, decided here once: 4xx and network trouble are transient, 5xx are
-rejections, refused credentials are a configuration problem an operator must fix.
+rejections, refused credentials are a configuration problem an operator must fix. Each error
+also gets a `condition` (what happened, as a token) that `sender.hints` turns into advice.
 """
 
 from __future__ import annotations
@@ -21,29 +22,50 @@ from sender.errors import (
 )
 from sender.outcome import refusals_from, reply_text
 
+# OpenSSL's verify codes (X509_V_ERR_*) and what each means for the operator.
+_CERTIFICATE_CONDITIONS = {
+    62: "certificate_name_mismatch",  # HOSTNAME_MISMATCH
+    64: "certificate_name_mismatch",  # IP_ADDRESS_MISMATCH
+    2: "certificate_untrusted",  # UNABLE_TO_GET_ISSUER_CERT
+    18: "certificate_untrusted",  # DEPTH_ZERO_SELF_SIGNED_CERT
+    19: "certificate_untrusted",  # SELF_SIGNED_CERT_IN_CHAIN
+    20: "certificate_untrusted",  # UNABLE_TO_GET_ISSUER_CERT_LOCALLY
+    21: "certificate_untrusted",  # UNABLE_TO_VERIFY_LEAF_SIGNATURE
+    9: "certificate_expired",  # CERT_NOT_YET_VALID
+    10: "certificate_expired",  # CERT_HAS_EXPIRED
+}
 
-def _by_code(code: int, reason: str, message: str) -> SendError:
+
+def _by_code(code: int, reason: str, message: str, condition: str) -> SendError:
     if 400 <= code < 500:
-        return TransientError(reason, smtp_code=code, smtp_message=message)
-    return RejectedError(reason, smtp_code=code, smtp_message=message)
+        return TransientError(reason, smtp_code=code, smtp_message=message, condition=condition)
+    return RejectedError(reason, smtp_code=code, smtp_message=message, condition=condition)
 
 
-def classify(exc: BaseException) -> SendError:  # noqa: PLR0911, PLR0912 - a branch per kind
+def classify(exc: BaseException) -> SendError:  # noqa: PLR0911 - a branch per kind
     """Turn any exception from a send attempt into its single `SendError`."""
     if isinstance(exc, SendError):
         return exc
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         refused = refusals_from(exc.recipients)
         error_type = TransientError if any(r.transient for r in refused.values()) else RejectedError
-        return error_type("every recipient was refused", refused=refused)
+        return error_type(
+            "every recipient was refused", refused=refused, condition="recipients_refused"
+        )
     if isinstance(exc, smtplib.SMTPAuthenticationError):
         message = reply_text(exc.smtp_error)
         if 400 <= exc.smtp_code < 500:  # 454 temporary authentication failure
             return TransientError(
-                "authentication temporarily failed", smtp_code=exc.smtp_code, smtp_message=message
+                "authentication temporarily failed",
+                smtp_code=exc.smtp_code,
+                smtp_message=message,
+                condition="auth_temporary",
             )
         return AuthenticationError(
-            "the SMTP server refused the credentials", smtp_code=exc.smtp_code, smtp_message=message
+            "the SMTP server refused the credentials",
+            smtp_code=exc.smtp_code,
+            smtp_message=message,
+            condition="auth_refused",
         )
     if isinstance(exc, smtplib.SMTPSenderRefused) and exc.smtp_code == 530:
         # RFC 4954: authentication required. The profile lacks the credentials the server
@@ -52,42 +74,68 @@ def classify(exc: BaseException) -> SendError:  # noqa: PLR0911, PLR0912 - a bra
             "the SMTP server requires authentication: add username and password to the profile",
             smtp_code=exc.smtp_code,
             smtp_message=reply_text(exc.smtp_error),
+            condition="auth_required",
         )
     if isinstance(exc, smtplib.SMTPSenderRefused):
-        return _by_code(exc.smtp_code, "the sender address was refused", reply_text(exc.smtp_error))
+        return _by_code(
+            exc.smtp_code,
+            "the sender address was refused",
+            reply_text(exc.smtp_error),
+            "sender_refused",
+        )
     if isinstance(exc, smtplib.SMTPDataError):
-        return _by_code(exc.smtp_code, "the message was refused", reply_text(exc.smtp_error))
+        return _by_code(
+            exc.smtp_code, "the message was refused", reply_text(exc.smtp_error), "message_refused"
+        )
     if isinstance(exc, smtplib.SMTPConnectError):
         return _by_code(
             exc.smtp_code,
             "the SMTP server refused the session in its greeting",
             reply_text(exc.smtp_error),
+            "greeting_refused",
         )
     if isinstance(exc, smtplib.SMTPHeloError):
         return _by_code(
-            exc.smtp_code, "the SMTP server refused EHLO and HELO", reply_text(exc.smtp_error)
+            exc.smtp_code,
+            "the SMTP server refused EHLO and HELO",
+            reply_text(exc.smtp_error),
+            "ehlo_refused",
         )
     if isinstance(exc, smtplib.SMTPServerDisconnected):
         if "timed out" in str(exc):  # smtplib's own text when a read timed out
-            return TransientError("the SMTP server did not answer in time")
-        return TransientError("the SMTP server closed the connection")
+            return TransientError("the SMTP server did not answer in time", condition="timeout")
+        return TransientError("the SMTP server closed the connection", condition="disconnected")
     if isinstance(exc, smtplib.SMTPResponseException):
         return _by_code(
-            exc.smtp_code, "the SMTP server refused a command", reply_text(exc.smtp_error)
+            exc.smtp_code,
+            "the SMTP server refused a command",
+            reply_text(exc.smtp_error),
+            "command_refused",
         )
+    return _network(exc)
+
+
+def _network(exc: BaseException) -> SendError:
+    """TLS, socket and DNS failures (no SMTP reply involved)."""
     if isinstance(exc, ssl.SSLCertVerificationError):
         detail = getattr(exc, "verify_message", None) or "untrusted or mismatched certificate"
-        return TlsError(f"certificate verification failed: {detail}")
+        condition = _CERTIFICATE_CONDITIONS.get(getattr(exc, "verify_code", 0), "certificate")
+        return TlsError(f"certificate verification failed: {detail}", condition=condition)
     if isinstance(exc, ssl.SSLError):
-        return TlsError(
-            f"TLS handshake failed: {getattr(exc, 'reason', None) or type(exc).__name__}"
-        )
+        reason = getattr(exc, "reason", None) or type(exc).__name__
+        # A plaintext greeting read as a TLS record: implicit TLS against a STARTTLS port.
+        condition = "tls_wrong_version" if reason == "WRONG_VERSION_NUMBER" else "tls_handshake"
+        return TlsError(f"TLS handshake failed: {reason}", condition=condition)
     if isinstance(exc, TimeoutError | socket.timeout):
-        return TransientError("the SMTP server did not answer in time")
+        return TransientError("the SMTP server did not answer in time", condition="timeout")
     if isinstance(exc, ConnectionRefusedError):
-        return TransientError("the SMTP server refused the connection")
+        return TransientError(
+            "the SMTP server refused the connection", condition="connection_refused"
+        )
     if isinstance(exc, socket.gaierror):
-        return TransientError("the SMTP host name could not be resolved")
+        return TransientError("the SMTP host name could not be resolved", condition="dns")
     if isinstance(exc, OSError | smtplib.SMTPException):
-        return TransientError(f"network error talking to the SMTP server: {type(exc).__name__}")
+        return TransientError(
+            f"network error talking to the SMTP server: {type(exc).__name__}", condition="network"
+        )
     raise exc

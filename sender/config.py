@@ -113,6 +113,8 @@ SETTINGS: tuple[Setting, ...] = (
     # --- the SMTP session
     Setting("SMTP_CA_FILE", "smtp_ca_file", "text",
             "extra PEM CA bundle trusted for the SMTP server"),
+    Setting("OAUTH_CA_FILE", "oauth_ca_file", "text",
+            "extra PEM CA bundle trusted for OAuth2 token endpoints (private IdPs, tests)"),
     Setting("SMTP_TIMEOUT_S", "smtp_timeout_s", "number", "per SMTP operation",
             20.0, "20", minimum=0.1),
     Setting("SEND_DEADLINE_S", "send_deadline_s", "number",
@@ -202,6 +204,7 @@ class Settings:
     smtp_security: str | None
     smtp_from: str | None
     smtp_ca_file: str | None
+    oauth_ca_file: str | None
     smtp_timeout_s: float
     send_deadline_s: float
     smtp_pool_size: int

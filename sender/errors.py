@@ -59,12 +59,19 @@ class SendError(SmtpSenderError):
         smtp_code: int | None = None,
         smtp_message: str | None = None,
         refused: dict[str, Refusal] | None = None,
+        condition: str | None = None,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.smtp_code = smtp_code
         self.smtp_message = smtp_message
         self.refused = refused or {}
+        # What happened, as a short token (`certificate_untrusted`, `tls_wrong_version`, an
+        # identity provider's error code...): what `sender.hints` looks a hint up by.
+        self.condition = condition
+        # One sentence naming the likely cause and the fix (`sender.hints`), for failures the
+        # SMTP server or the identity provider caused; None for the rest.
+        self.hint: str | None = None
 
     @property
     def redeliver(self) -> bool:
@@ -79,6 +86,8 @@ class SendError(SmtpSenderError):
             body["smtp_message"] = self.smtp_message
         if self.refused:
             body["refused"] = {a: r.as_json() for a, r in self.refused.items()}
+        if self.hint:
+            body["hint"] = self.hint
         return body
 
     def log_fields(self) -> dict[str, Any]:
@@ -88,6 +97,8 @@ class SendError(SmtpSenderError):
             fields["smtp_message"] = self.smtp_message
         if self.refused:
             fields["refused"] = {a: r.as_json() for a, r in self.refused.items()}
+        if self.hint:
+            fields["hint"] = self.hint
         return fields
 
 
@@ -230,7 +241,10 @@ class IdentityProviderRefusedError(ConfigurationError):
     def __init__(self, flow: str, code: str, what: str | None = None) -> None:
         self.flow = flow
         self.code = code
-        super().__init__(f"oauth2 flow {flow}: {what or 'the identity provider answered ' + code}")
+        super().__init__(
+            f"oauth2 flow {flow}: {what or 'the identity provider answered ' + code}",
+            condition=code,
+        )
 
 
 class IdentityProviderUnavailableError(TransientError):
@@ -238,7 +252,7 @@ class IdentityProviderUnavailableError(TransientError):
 
     def __init__(self, flow: str, what: str) -> None:
         self.flow = flow
-        super().__init__(f"oauth2 flow {flow}: {what}")
+        super().__init__(f"oauth2 flow {flow}: {what}", condition="idp_unavailable")
 
 
 class SaslError(SmtpSenderError, ValueError):

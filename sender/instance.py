@@ -25,6 +25,9 @@ from sender.config import Settings
 from sender.errors import ConfigurationError
 from sender.ledger import Clock, Ledger
 from sender.ledger_memory import MemoryLedger
+from sender.oauth2.cache import TokenCache
+from sender.profile import SmtpProfile
+from sender.providers import pool_size
 from sender.results import ResultsPublisher, new_publisher_client
 from sender.secrets import ProfileStore, new_secret_manager_client, source_for
 from sender.session_pool import SessionPool
@@ -101,26 +104,35 @@ def profile_store(settings: Settings) -> ProfileStore:
     )
 
 
-def session_pool(settings: Settings) -> SessionPool:
-    """The SMTP sessions of the configured profile source (`SMTP_POOL_SIZE` > 0 only).
+def session_pool(settings: Settings, profile: SmtpProfile) -> SessionPool:
+    """The SMTP sessions of the configured profile source (`SMTP_POOL_SIZE` > 0 only), at most
+    `SMTP_POOL_SIZE` or the profile's provider limit of concurrent connections, if lower.
 
     The pool itself tells one payload of the secret from the next (a rotation), so one pool per
-    source is enough."""
+    source is enough; a rotated profile with another provider resizes it."""
     key = (
         _profile_source_key(settings),
         settings.smtp_pool_size,
         settings.smtp_pool_idle_s,
         settings.smtp_session_max_messages,
     )
-    return _get(
+    size = pool_size(settings.smtp_pool_size, profile.limits)
+    pool = _get(
         "session_pool",
         key,
         lambda: SessionPool(
-            size=settings.smtp_pool_size,
+            size=size,
             idle_s=settings.smtp_pool_idle_s,
             max_messages=settings.smtp_session_max_messages,
         ),
     )
+    pool.resize(size)
+    return pool
+
+
+def token_cache() -> TokenCache:
+    """The instance's OAuth2 access tokens, keyed per profile payload (`sender.sign_in`)."""
+    return _get("token_cache", None, TokenCache)
 
 
 def tls_context(ca_file: str | None) -> ssl.SSLContext:

@@ -118,6 +118,30 @@ def auth_failed_secret_unchanged() -> None:
     write("ERROR", "SMTP authentication failed and the secret has not changed; not retrying")
 
 
+def oauth2_token_refused(*, flow: str) -> None:
+    """The SMTP server refused a cached access token: one fresh token, one more try."""
+    write("WARNING", "SMTP server refused the OAuth2 token; fetching a fresh one", flow=flow)
+
+
+def idp_refused_rereading_secret(*, flow: str, code: str) -> None:
+    write(
+        "WARNING",
+        "the identity provider refused the oauth2 client; re-reading the secret once",
+        flow=flow,
+        code=code,
+    )
+
+
+def idp_refused_secret_unchanged(*, flow: str, code: str) -> None:
+    write(
+        "ERROR",
+        "the identity provider refused the oauth2 client and the secret has not changed; "
+        "not retrying",
+        flow=flow,
+        code=code,
+    )
+
+
 def secret_read(*, source: str, version: str | None) -> None:
     write("DEBUG", "SMTP profile loaded", source=source, secret_version=version)
 

@@ -57,3 +57,21 @@ def check_recipients(request: EmailRequest, settings: Settings) -> None:
                     )
     if problems:
         raise InvalidRequestError(problems)
+
+
+def check_provider_limits(
+    request: EmailRequest, profile: SmtpProfile, recipients: list[Mailbox] | None = None
+) -> None:
+    """The provider's recipients-per-message limit (`sender.providers`): a message over it is a
+    400 naming the limit, refused before anything is sent (the provider would refuse it anyway,
+    after the connection and sign-in). *recipients*: the envelope of a partial redelivery."""
+    limit = profile.limits.recipients_per_message
+    if limit is None:
+        return
+    total = len(recipients) if recipients is not None else len(request.recipients())
+    if total > limit:
+        raise InvalidRequestError.one(
+            "to",
+            f"{total} recipients exceed {profile.provider}'s limit of {limit} per message "
+            "(to, cc and bcc together): split the message",
+        )

@@ -4,6 +4,10 @@ A payload that is a JSON object is a full profile. Anything else is a bare passw
 newline stripped, as `gcloud secrets versions add --data-file` of an `echo`ed file leaves one),
 with the rest of the profile taken from `SMTP_HOST`, `SMTP_PORT`, `SMTP_USERNAME`,
 `SMTP_SECURITY` and `SMTP_FROM` (`Settings.bare_password_profile`).
+
+A profile may name a ``provider`` (`sender.providers`: the preset fills what the profile omits and
+brings the provider's limits) and sign in with ``oauth2`` instead of a password
+(`sender.oauth2.config`; the two exclude each other, and a token never travels without TLS).
 """
 
 from __future__ import annotations
@@ -12,15 +16,20 @@ import ipaddress
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from sender.addresses import Mailbox, parse_mailbox
 from sender.errors import AddressError, ConfigurationError
 from sender.header_safety import has_control_characters
+from sender.oauth2.config import OAuth2Config, parse_oauth2
+from sender.providers import Limits, Security, apply_preset
 
-Security = Literal["ssl", "starttls", "none"]
+__all__ = ["Security", "SmtpProfile", "is_loopback", "parse_profile"]
+
 _SECURITIES: tuple[Security, ...] = ("ssl", "starttls", "none")
-_PROFILE_KEYS = {"host", "port", "security", "username", "password", "from"}
+_PROFILE_KEYS = {
+    "host", "port", "security", "username", "password", "from", "provider", "region", "oauth2",
+}  # fmt: skip
 
 
 def is_loopback(host: str) -> bool:
@@ -41,6 +50,10 @@ class SmtpProfile:
     # Kept out of repr so that no traceback, debugger or log line ever shows it.
     password: str | None = field(default=None, repr=False)
     from_address: Mailbox | None = None
+    provider: str | None = None  # the preset's name
+    # Sign in with a token instead of the password (secrets inside: never in a repr).
+    oauth2: OAuth2Config | None = field(default=None, repr=False)
+    limits: Limits = field(default_factory=Limits)
 
     def default_sender(self) -> Mailbox | None:
         """The profile's `from`, else the username when it is an address."""
@@ -58,7 +71,8 @@ def _default_security(port: int) -> Security:
     return "ssl" if port == 465 else "starttls"
 
 
-def _build(values: Mapping[str, Any]) -> SmtpProfile:  # noqa: PLR0912 - one check per key
+def _build(raw: Mapping[str, Any]) -> SmtpProfile:  # noqa: PLR0912 - one check per key
+    values, preset = apply_preset(raw)
     host = values.get("host")
     if not isinstance(host, str) or not host.strip() or has_control_characters(host):
         raise ConfigurationError("the SMTP profile has no valid host")
@@ -91,8 +105,21 @@ def _build(values: Mapping[str, Any]) -> SmtpProfile:  # noqa: PLR0912 - one che
         raise ConfigurationError("the SMTP profile's username is not a valid string")
     if password is not None and not isinstance(password, str):
         raise ConfigurationError("the SMTP profile's password is not a string")
-    if username and not password:
-        raise ConfigurationError("the SMTP profile has a username but no password")
+    oauth2 = None
+    if values.get("oauth2") is not None:
+        if password:
+            raise ConfigurationError(
+                "the SMTP profile has both oauth2 and a password; they exclude each other: "
+                "remove the password to sign in with a token"
+            )
+        if security == "none":
+            raise ConfigurationError(
+                "an oauth2 token is only ever sent over TLS: security 'none' cannot sign in "
+                "with oauth2; use ssl or starttls"
+            )
+        oauth2 = parse_oauth2(values["oauth2"], username=username)
+    elif username and not password:
+        raise ConfigurationError("the SMTP profile has a username but neither password nor oauth2")
 
     from_address = None
     raw_from = values.get("from")
@@ -103,7 +130,17 @@ def _build(values: Mapping[str, Any]) -> SmtpProfile:  # noqa: PLR0912 - one che
             from_address = parse_mailbox(raw_from)
         except AddressError as exc:
             raise ConfigurationError(f"the SMTP profile's from address {exc}") from None
-    return SmtpProfile(host, port, security, username, password or None, from_address)
+    return SmtpProfile(
+        host,
+        port,
+        security,
+        username,
+        password or None,
+        from_address,
+        provider=preset.name if preset else None,
+        oauth2=oauth2,
+        limits=preset.limits if preset else Limits(),
+    )
 
 
 def parse_profile(payload: bytes, fallback: Mapping[str, str] | None = None) -> SmtpProfile:

@@ -3,26 +3,30 @@
 Checks that need nothing but the request run first, so a bad request is a 400 even while the
 secret is broken. After an authentication failure the secret is re-read once, bypassing the cache,
 and the send is retried only if the payload changed: a second login with the same wrong password
-would only feed the provider's lockout counters.
+would only feed the provider's lockout counters. A refused cached OAuth2 token first gets one fresh
+token and one more try (`sender.sign_in`); an identity provider refusing the client is re-read the
+same way.
+Every failure the SMTP server or the identity provider caused carries a hint (`sender.hints`).
 
 Exactly-once delivery per idempotency key wraps this path (`sender.exactly_once`).
 """
 
 from __future__ import annotations
 
-from sender import instance, logs, transport
+from sender import hints, instance, logs, transport
 from sender.addresses import Mailbox
 from sender.classify import classify
 from sender.config import Settings
 from sender.deadline import Deadline
-from sender.errors import AuthenticationError, InvalidRequestError
+from sender.errors import AuthenticationError, IdentityProviderRefusedError, InvalidRequestError
 from sender.header_safety import unsafe_reason
 from sender.message import EmailRequest
 from sender.mime import BuiltMessage, Content, build_message
 from sender.outcome import SendResult
-from sender.policy import check_recipients, resolve_from_address
+from sender.policy import check_provider_limits, check_recipients, resolve_from_address
 from sender.profile import SmtpProfile
 from sender.secrets import LoadedProfile
+from sender.sign_in import TokenSource, token_source
 
 
 def resolve_content(request: EmailRequest, settings: Settings) -> Content:
@@ -67,28 +71,52 @@ def _build(
     )
 
 
-def _deliver(
-    built: BuiltMessage, loaded: LoadedProfile, settings: Settings, deadline: Deadline
+def _attempt(
+    built: BuiltMessage,
+    loaded: LoadedProfile,
+    settings: Settings,
+    deadline: Deadline,
+    token: TokenSource | None,
 ) -> SendResult:
     try:
         context = instance.tls_context(settings.smtp_ca_file)
         if settings.smtp_pool_size > 0:
-            refused = instance.session_pool(settings).send(
+            refused = instance.session_pool(settings, loaded.profile).send(
                 loaded.profile,
                 loaded.fingerprint,
                 built.envelope,
                 built.data,
                 context=context,
                 deadline=deadline,
+                access_token=token,
             )
         else:  # one session per message
             refused = transport.send(
-                loaded.profile, built.envelope, built.data, context=context, deadline=deadline
+                loaded.profile,
+                built.envelope,
+                built.data,
+                context=context,
+                deadline=deadline,
+                access_token=token,
             )
     except Exception as exc:  # noqa: BLE001 - classified once, into a SendError
-        raise classify(exc) from None
+        raise hints.annotate(classify(exc), loaded.profile) from None
     accepted = [addr for addr in built.envelope.recipients if addr not in refused]
     return SendResult(message_id=built.message_id, accepted=accepted, refused=refused)
+
+
+def _deliver(
+    built: BuiltMessage, loaded: LoadedProfile, settings: Settings, deadline: Deadline
+) -> SendResult:
+    """Send with *loaded*'s credentials; a refused OAuth2 token that came from the cache gets one
+    fresh token and one more try (a refused password is never tried twice with one payload)."""
+    token = token_source(loaded, settings, deadline)
+    try:
+        return _attempt(built, loaded, settings, deadline, token)
+    except AuthenticationError:
+        if token is None or not token.refused():
+            raise
+    return _attempt(built, loaded, settings, deadline, token)
 
 
 def send_email(
@@ -119,6 +147,7 @@ def send_email(
     check_recipients(request, settings)
     store = instance.profile_store(settings)
     loaded = store.get(deadline)
+    check_provider_limits(request, loaded.profile, recipients)
     built = _build(
         request,
         content,
@@ -135,7 +164,15 @@ def send_email(
         if not changed:
             logs.auth_failed_secret_unchanged()
             raise
+    except IdentityProviderRefusedError as refusal:
+        # A rotated client secret (or key) is picked up before the refusal is reported.
+        logs.idp_refused_rereading_secret(flow=refusal.flow, code=refusal.code)
+        fresh, changed = store.reread(loaded, deadline)
+        if not changed:
+            logs.idp_refused_secret_unchanged(flow=refusal.flow, code=refusal.code)
+            raise
     # The secret was rotated: the new profile may carry a new host or from, so rebuild.
+    check_provider_limits(request, fresh.profile, recipients)
     built = _build(
         request,
         content,

@@ -11,11 +11,14 @@ once and then sends one message per MAIL/RCPT/DATA transaction. The rules that k
 - Once DATA has begun nothing is resent here; after any failure the session is closed, never
   returned (its state is unknown). The exactly-once rules decide what happens next.
 - Sessions belong to one profile *payload*: a rotated secret (new fingerprint) closes the old
-  idle ones and never reuses a busy one; an authentication failure empties the pool.
+  idle ones and never reuses a busy one; an authentication failure (a refused password or OAuth2
+  token) empties the pool, so no session outlives the sign-in that was refused.
 - At most `size` sessions are open at once, as the server counts them: a session being ended
   holds its slot until its QUIT is answered (a provider that allows 3 connections refuses a
   fourth opened while the third is still saying goodbye). A send that finds no slot waits,
-  within its own deadline.
+  within its own deadline. `sender.instance` sets `size`: `SMTP_POOL_SIZE`, capped by the
+  provider's limit of concurrent connections (Microsoft 365: 3 per mailbox).
+- An OAuth2 profile's token is asked for only when a session is opened: a warm session needs none.
 """
 
 from __future__ import annotations
@@ -65,14 +68,18 @@ class SessionPool:
         *,
         context: ssl.SSLContext,
         deadline: Deadline,
+        access_token: Callable[[], str] | None = None,
     ) -> dict[str, Refusal]:
-        """Send over a pooled session of `profile` (whose payload digest is `fingerprint`)."""
+        """Send over a pooled session of `profile` (whose payload digest is `fingerprint`);
+        *access_token* signs a new session in (oauth2 profiles)."""
         while True:
             session = self._checkout(fingerprint, deadline)
             reused = session is not None
             try:
                 if session is None:
-                    session = transport.open_session(profile, context=context, deadline=deadline)
+                    session = transport.open_session(
+                        profile, context=context, deadline=deadline, access_token=access_token
+                    )
                     self.opened += 1
                 refused = session.send(envelope, message, deadline=deadline, reused=reused)
             except StaleSessionError:
@@ -87,6 +94,20 @@ class SessionPool:
                 raise
             self._checkin(session, fingerprint)
             return refused
+
+    def resize(self, size: int) -> None:
+        """At most *size* sessions from now on (busy ones beyond it close when they come back)."""
+        with self._changed:
+            if size == self.size:
+                return
+            self.size = size
+            # The coldest idle sessions go first (the list ends with the warmest).
+            count = max(0, min(len(self._idle), self._open - size))
+            excess, self._idle = self._idle[:count], self._idle[count:]
+            self._open -= count
+            self._changed.notify_all()
+        for session in excess:
+            session.quit()
 
     def drain(self) -> None:
         """Close every idle session (credentials refused: none of them may be trusted)."""
@@ -123,7 +144,8 @@ class SessionPool:
                     left = deadline.left()
                     if left <= 0:
                         raise TransientError(
-                            f"all {self.size} SMTP sessions stayed busy until the send deadline"
+                            f"all {self.size} SMTP sessions stayed busy until the send deadline",
+                            condition="pool_busy",
                         )
                     self._changed.wait(left)
                     continue
@@ -134,7 +156,7 @@ class SessionPool:
     def _checkin(self, session: Session, fingerprint: str) -> None:
         keep = session.messages_sent < self._max_messages
         with self._changed:
-            if keep and fingerprint == self._fingerprint:
+            if keep and fingerprint == self._fingerprint and self._open <= self.size:
                 session.last_used_at = self._clock()
                 self._idle.append(session)
                 self._changed.notify()

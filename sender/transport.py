@@ -6,7 +6,13 @@ Rules this module keeps, whatever the profile says:
 - every network step is bounded by `SMTP_TIMEOUT_S`, and the whole session by a deadline
   (`sender.deadline`), so the function never hangs past its own timeout;
 - AUTH PLAIN/LOGIN encode the username and password as UTF-8 (RFC 4616): `smtplib.login()`
-  raises UnicodeEncodeError on a non-ASCII password, so the exchange is done here.
+  raises UnicodeEncodeError on a non-ASCII password, so the exchange is done here;
+- a profile with ``oauth2`` signs in with XOAUTH2 (OAUTHBEARER when only that is offered) and a
+  bearer token asked for only once the socket is TLS and the server offers one of them; a 334
+  error challenge is answered as RFC 7628 says (`sender.sasl`) to get the final reply.
+
+The module knows no provider: presets and hints live in the profile layer. A `Trace` watches the
+steps of opening a session (`python -m sender check` prints them; the send path passes none).
 """
 
 from __future__ import annotations
@@ -20,12 +26,16 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from sender import sasl
 from sender.deadline import Deadline
 from sender.errors import (
     ConfigurationError,
     OutcomeUnknownError,
+    SaslError,
     StaleSessionError,
     TlsError,
     TransientError,
@@ -54,7 +64,56 @@ def new_tls_context(ca_file: str | None) -> ssl.SSLContext:
 
 def session_deadline_error() -> TransientError:
     """What running out of `SEND_DEADLINE_S` is: transient (a later delivery may be faster)."""
-    return TransientError("the send ran past its deadline (SEND_DEADLINE_S)")
+    return TransientError("the send ran past its deadline (SEND_DEADLINE_S)", condition="deadline")
+
+
+class Trace:
+    """Watches the steps of opening a session: `begin` before each, `ok` with a one-line detail
+    after it succeeded. This base class does nothing (the send path); `sender.check` prints.
+
+    Steps, in order: ``dns``, ``connect``, ``tls`` (implicit TLS), ``greeting``, ``ehlo``,
+    ``tls`` (STARTTLS), ``ehlo`` again after it, ``auth``. Details never hold a credential."""
+
+    def begin(self, step: str) -> None:
+        """A step starts (a failure from here on belongs to it)."""
+
+    def ok(self, step: str, detail: str) -> None:
+        """The step succeeded."""
+
+
+_QUIET = Trace()
+
+
+class _Steps(Trace):
+    """Passes a trace on and remembers the step under way (what a failure is classified by)."""
+
+    def __init__(self, inner: Trace) -> None:
+        self.inner = inner
+        self.step = "connect"
+
+    def begin(self, step: str) -> None:
+        self.step = step
+        self.inner.begin(step)
+
+    def ok(self, step: str, detail: str) -> None:
+        self.inner.ok(step, detail)
+
+
+def tls_summary(sock: ssl.SSLSocket, now: datetime | None = None) -> str:
+    """Protocol version, certificate subject, issuer and expiry of a verified TLS socket."""
+    cert: Any = sock.getpeercert() or {}
+
+    def name(field: str) -> str:
+        pairs = [f"{k}={v}" for rdn in cert.get(field, ()) for k, v in rdn]
+        return ", ".join(pairs) or "?"
+
+    detail = f"{sock.version() or 'TLS'}, certificate {name('subject')} issued by {name('issuer')}"
+    not_after = cert.get("notAfter")
+    if isinstance(not_after, str):
+        expires = datetime.fromtimestamp(ssl.cert_time_to_seconds(not_after), UTC)
+        days = (expires - (now or datetime.now(UTC))).days
+        detail += f", expires {expires:%Y-%m-%d} (in {days} days)"
+    return detail
 
 
 def _arm(client: smtplib.SMTP, deadline: Deadline) -> None:
@@ -75,9 +134,14 @@ def _resolve(host: str, port: int, timeout: float) -> list[tuple[Any, ...]]:
             pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _connect(host: str, port: int, timeout: float) -> socket.socket:
+def _connect(host: str, port: int, timeout: float, trace: Trace = _QUIET) -> socket.socket:
+    trace.begin("dns")
+    addresses = _resolve(host, port, timeout)
+    shown = list(dict.fromkeys(str(a[4][0]) for a in addresses))
+    trace.ok("dns", f"{host} -> {', '.join(shown[:4])}{' ...' if len(shown) > 4 else ''}")
+    trace.begin("connect")
     last_error: OSError | None = None
-    for family, kind, proto, _, address in _resolve(host, port, timeout):
+    for family, kind, proto, _, address in addresses:
         sock = socket.socket(family, kind, proto)
         sock.settimeout(timeout)
         try:
@@ -86,6 +150,7 @@ def _connect(host: str, port: int, timeout: float) -> socket.socket:
             sock.close()
             last_error = exc
             continue
+        trace.ok("connect", f"{address[0]} port {port}")
         return sock
     raise last_error or OSError(f"no address for {host}")
 
@@ -99,8 +164,12 @@ class _Client(smtplib.SMTP):
     smtplib's `data()` writes the whole quoted message, dot included, with one `send()` call.
     """
 
-    def __init__(self, *, local_hostname: str, implicit_tls: ssl.SSLContext | None) -> None:
+    def __init__(
+        self, *, local_hostname: str, implicit_tls: ssl.SSLContext | None, trace: Trace = _QUIET
+    ) -> None:
         self._implicit_tls = implicit_tls
+        self.trace = _Steps(trace)
+        self.port = 0
         self.final_dot_sent = False
         super().__init__(local_hostname=local_hostname)
 
@@ -108,11 +177,15 @@ class _Client(smtplib.SMTP):
         # smtplib records the name for STARTTLS's certificate check only when the constructor
         # connects; this client is built first and connected later (under the watchdog).
         self._host = host
-        sock = _connect(host, port, timeout)
-        if self._implicit_tls is None:
-            return sock
-        # The handshake verifies the certificate and the host name, as SMTP_SSL's would.
-        return self._implicit_tls.wrap_socket(sock, server_hostname=host)
+        self.port = port
+        sock = _connect(host, port, timeout, self.trace)
+        if self._implicit_tls is not None:
+            # The handshake verifies the certificate and the host name, as SMTP_SSL's would.
+            self.trace.begin("tls")
+            sock = self._implicit_tls.wrap_socket(sock, server_hostname=host)
+            self.trace.ok("tls", tls_summary(sock))
+        self.trace.begin("greeting")  # smtplib reads it next
+        return sock
 
     def send(self, s: ReadableBuffer | str) -> None:
         super().send(s)
@@ -148,27 +221,41 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _authenticate(client: smtplib.SMTP, username: str, password: str) -> None:
-    """AUTH PLAIN (preferred) or LOGIN with UTF-8 credentials; raises SMTPAuthenticationError."""
+def _auth_mechanisms(client: smtplib.SMTP) -> list[str]:
+    """The AUTH mechanisms offered, once the checks every credential needs have passed."""
     if not isinstance(client.sock, ssl.SSLSocket):
-        # Defence in depth: the session setup already guarantees TLS, but a password must never
-        # leave on a plaintext socket whatever a future change to that setup does.
-        raise TlsError("refusing to send credentials over a connection that is not TLS")
+        # Defence in depth: the session setup already guarantees TLS, but a password or token
+        # must never leave on a plaintext socket whatever a future change to that setup does.
+        raise TlsError(
+            "refusing to send credentials over a connection that is not TLS",
+            condition="tls_required",
+        )
     if not client.does_esmtp:
         raise ConfigurationError(
             "the SMTP server refused EHLO and speaks only HELO, which has no AUTH: point the "
             "profile at the provider's submission server, or remove the username for a relay "
-            "that trusts the network"
+            "that trusts the network",
+            condition="helo_only",
         )
     if not client.has_extn("auth"):
         raise ConfigurationError(
-            "the SMTP server does not offer AUTH; remove the username for a trusted relay"
+            "the SMTP server does not offer AUTH; remove the username for a trusted relay",
+            condition="auth_not_offered",
         )
-    mechanisms = client.esmtp_features["auth"].upper().split()
+    return client.esmtp_features["auth"].upper().split()
+
+
+def _authenticate(client: smtplib.SMTP, username: str, password: str) -> tuple[str, int, bytes]:
+    """AUTH PLAIN (preferred) or LOGIN with UTF-8 credentials; raises SMTPAuthenticationError.
+
+    Returns the mechanism and the server's final reply."""
+    mechanisms = _auth_mechanisms(client)
     user, secret = username.encode("utf-8"), password.encode("utf-8")
     if "PLAIN" in mechanisms:
+        mechanism = "PLAIN"
         code, reply = client.docmd("AUTH", "PLAIN " + _b64(b"\0" + user + b"\0" + secret))
     elif "LOGIN" in mechanisms:
+        mechanism = "LOGIN"
         code, reply = client.docmd("AUTH", "LOGIN")
         if code == 334:
             code, reply = client.docmd(_b64(user))
@@ -176,31 +263,85 @@ def _authenticate(client: smtplib.SMTP, username: str, password: str) -> None:
             code, reply = client.docmd(_b64(secret))
     else:
         raise ConfigurationError(
-            f"the SMTP server offers no supported AUTH mechanism (offers {' '.join(mechanisms)})"
+            f"the SMTP server offers no supported AUTH mechanism (offers {' '.join(mechanisms)})",
+            condition="auth_mechanism",
         )
     if code != 235:
         if code == 334:  # a challenge we did not expect: end the exchange cleanly
             client.docmd("*")
         raise smtplib.SMTPAuthenticationError(code, reply)
+    return mechanism, code, reply
 
 
-def _greet(client: smtplib.SMTP) -> None:
+def _oauth_mechanism(client: smtplib.SMTP) -> sasl.OAuthMechanism:
+    """XOAUTH2 (what Google and Microsoft speak), else OAUTHBEARER (RFC 7628)."""
+    mechanisms = _auth_mechanisms(client)
+    if "XOAUTH2" in mechanisms:
+        return "XOAUTH2"
+    if "OAUTHBEARER" in mechanisms:
+        return "OAUTHBEARER"
+    raise ConfigurationError(
+        "the SMTP server offers no OAuth2 mechanism (XOAUTH2 or OAUTHBEARER; it offers "
+        f"{' '.join(mechanisms)}): sign in with a password, or use the provider's OAuth2 server",
+        condition="auth_mechanism",
+    )
+
+
+def _authenticate_token(
+    client: smtplib.SMTP, mechanism: sasl.OAuthMechanism, username: str, token: str
+) -> tuple[int, bytes]:
+    """AUTH with a bearer token; raises SMTPAuthenticationError when it is refused.
+
+    A server refusing a token first answers ``334 <base64 JSON>`` (the error challenge); the
+    client's answer (`sasl.error_challenge_reply`) gets the final 535/454 reply."""
+    try:
+        initial = sasl.initial_response(mechanism, username, token)
+    except SaslError as exc:  # its text names the field, never the value
+        raise ConfigurationError(f"cannot sign in with OAuth2: {exc}") from None
+    code, reply = client.docmd("AUTH", f"{mechanism} {initial}")
+    if code == 334:
+        code, reply = client.docmd(sasl.error_challenge_reply(mechanism))
+        if code == 334:  # a server that keeps challenging: cancel (RFC 4954)
+            client.docmd("*")
+    if code != 235:
+        raise smtplib.SMTPAuthenticationError(code, reply)
+    return code, reply
+
+
+def _greet(client: _Client) -> None:
     """EHLO, falling back to HELO when the server refuses it with a 5xx (RFC 5321 3.2).
 
     A 4xx (or 421) means "not now", not "no ESMTP": that is raised and classified as transient.
     """
+    client.trace.begin("ehlo")
     code, reply = client.ehlo()
     if code == 250:
+        client.trace.ok("ehlo", _extensions(client))
         return
     if 500 <= code < 600:
+        refused = code
         code, reply = client.helo()
         if code == 250:
+            client.trace.ok("ehlo", f"EHLO refused ({refused}), HELO accepted: no extensions")
             return
     raise smtplib.SMTPHeloError(code, reply)
 
 
+def _one_line(code: int, reply: bytes) -> str:
+    """A (possibly multi-line) reply as one line, for a trace."""
+    return f"{code} " + " / ".join(reply.decode("utf-8", "replace").splitlines())
+
+
+def _extensions(client: smtplib.SMTP) -> str:
+    features = client.esmtp_features
+    return "extensions " + (
+        # (smtplib keeps AUTH's parameters with a leading space: normalise the spacing)
+        "; ".join(" ".join(f"{k.upper()} {v}".split()) for k, v in features.items()) or "(none)"
+    )
+
+
 def _open(
-    client: smtplib.SMTP, profile: SmtpProfile, context: ssl.SSLContext, deadline: Deadline
+    client: _Client, profile: SmtpProfile, context: ssl.SSLContext, deadline: Deadline
 ) -> None:
     """Connect, EHLO and (for starttls) upgrade; raises before anything is sent if TLS fails."""
     client.timeout = deadline.budget()
@@ -209,15 +350,48 @@ def _open(
         # A 421 or 554 greeting (RFC 5321 3.1): the server will not talk to us now, or at all.
         # smtplib checks the greeting only when its constructor connects, so it is checked here.
         raise smtplib.SMTPConnectError(code, reply)
+    client.trace.ok("greeting", _one_line(code, reply))
     _arm(client, deadline)
     _greet(client)
     if profile.security == "starttls":
+        client.trace.begin("tls")
         if not client.has_extn("starttls"):
-            raise TlsError("the SMTP server does not offer STARTTLS; nothing was sent")
+            raise TlsError(
+                "the SMTP server does not offer STARTTLS; nothing was sent",
+                condition="starttls_missing",
+            )
         _arm(client, deadline)
         client.starttls(context=context)
+        assert isinstance(client.sock, ssl.SSLSocket)
+        client.trace.ok("tls", "STARTTLS: " + tls_summary(client.sock))
         _arm(client, deadline)
         _greet(client)
+
+
+def _sign_in(
+    client: _Client,
+    profile: SmtpProfile,
+    deadline: Deadline,
+    access_token: Callable[[], str] | None,
+) -> None:
+    """AUTH with the profile's password, or with a token from *access_token* (oauth2)."""
+    assert profile.username is not None
+    if profile.oauth2 is None:
+        assert profile.password is not None
+        client.trace.begin("auth")
+        mechanism, code, reply = _authenticate(client, profile.username, profile.password)
+    else:
+        if access_token is None:
+            raise ConfigurationError("an oauth2 profile needs an access token source")
+        # Checked before a token is asked for: no token is fetched for a server that cannot
+        # take it, and none ever goes out on a plaintext socket.
+        client.trace.begin("auth")
+        mechanism = _oauth_mechanism(client)
+        token = access_token()
+        client.trace.begin("auth")  # (the token source may have traced a step of its own)
+        _arm(client, deadline)
+        code, reply = _authenticate_token(client, mechanism, profile.username, token)
+    client.trace.ok("auth", f"{mechanism} as {profile.username}: {_one_line(code, reply)}")
 
 
 class Session:
@@ -348,30 +522,58 @@ def _transaction(
     return refused
 
 
-def open_session(profile: SmtpProfile, *, context: ssl.SSLContext, deadline: Deadline) -> Session:
+def open_session(
+    profile: SmtpProfile,
+    *,
+    context: ssl.SSLContext,
+    deadline: Deadline,
+    access_token: Callable[[], str] | None = None,
+    trace: Trace = _QUIET,
+) -> Session:
     """Connect, secure and authenticate; raises before anything is sent if any of it fails.
 
     `deadline` (`SEND_DEADLINE_S`, steps capped at `SMTP_TIMEOUT_S`) bounds every network step,
     and a `_Watchdog` shuts the socket down when it passes, because a server that drips one byte
-    per second never trips a per-read timeout. Raises smtplib/socket/ssl exceptions (classified
-    by `sender.classify`) or a `SendError`.
+    per second never trips a per-read timeout. *access_token* gives the bearer token of an
+    ``oauth2`` profile (called once, only when the server can take it; the send's token cache).
+    Raises smtplib/socket/ssl exceptions (classified by `sender.classify`) or a `SendError`.
     """
     if profile.username and profile.security == "none":
-        raise ConfigurationError("credentials are never sent without TLS: use ssl or starttls")
+        raise ConfigurationError(
+            "credentials are never sent without TLS: use ssl or starttls", condition="tls_required"
+        )
     # gethostname() needs no DNS, unlike smtplib's default getfqdn(), which can stall.
     ehlo_name = socket.gethostname() or "localhost"
     implicit_tls = context if profile.security == "ssl" else None
-    client = _Client(local_hostname=ehlo_name, implicit_tls=implicit_tls)
+    client = _Client(local_hostname=ehlo_name, implicit_tls=implicit_tls, trace=trace)
     with _Watchdog(client, deadline) as watchdog:
         try:
             _open(client, profile, context, deadline)
-            if profile.username and profile.password is not None:
+            if profile.username and (profile.password is not None or profile.oauth2 is not None):
                 _arm(client, deadline)
-                _authenticate(client, profile.username, profile.password)
+                _sign_in(client, profile, deadline, access_token)
         except BaseException as exc:  # noqa: BLE001 - closed, then re-raised as what it means
             client.close()
-            raise _failure(exc, client, watchdog, deadline) from None
+            raise _opening_failure(exc, client, watchdog, deadline) from None
     return Session(client)
+
+
+def _opening_failure(
+    exc: BaseException, client: _Client, watchdog: _Watchdog, deadline: Deadline
+) -> BaseException:
+    """`_failure`, plus one thing only the transport knows: silence where the greeting should
+    be. A server that accepts the connection and says nothing (or hangs up) is most often an
+    implicit-TLS port waiting for our handshake while we wait for its plaintext greeting."""
+    silent = watchdog.fired or isinstance(
+        exc, TimeoutError | smtplib.SMTPServerDisconnected | ConnectionResetError
+    )
+    if client.trace.step == "greeting" and silent:
+        return TransientError(
+            f"the SMTP server on port {client.port} sent no greeting"
+            + (" before the deadline" if watchdog.fired else ""),
+            condition="no_greeting",
+        )
+    return _failure(exc, client, watchdog, deadline)
 
 
 def send(
@@ -381,12 +583,13 @@ def send(
     *,
     context: ssl.SSLContext,
     deadline: Deadline,
+    access_token: Callable[[], str] | None = None,
 ) -> dict[str, Refusal]:
     """One message over a session of its own (no pool): open, send, QUIT.
 
     Returns the recipients the server refused (empty when all accepted).
     """
-    session = open_session(profile, context=context, deadline=deadline)
+    session = open_session(profile, context=context, deadline=deadline, access_token=access_token)
     refused = session.send(envelope, message, deadline=deadline)
     session.quit()  # the server has accepted the message: a failing QUIT changes nothing
     return refused

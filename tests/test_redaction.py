@@ -7,17 +7,23 @@ through ``repr`` would show it escaped, so the escaped forms are searched for to
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
 import traceback
+import uuid
 from typing import Any
 
 import pytest
 from cloudevents.http import CloudEvent
 
 from tests.support import pubsub
-from tests.support.checks import assert_no_secret
+from tests.support.certs import CertBundle
+from tests.support.checks import assert_no_secret, oauth2_canaries
 from tests.support.constants import CANARY_PASSWORD, SMTP_USER
+from tests.support.env import SenderEnv
+from tests.support.fake_idp import FakeIdP
+from tests.support.fault_server import FaultServer, Script, reply
 from tests.support.ff_process import MAIN_PY
 from tests.support.smtp_server import SmtpTestServer
 
@@ -128,3 +134,69 @@ def test_exception_raised_for_redelivery_carries_no_secret(
     chain = "".join(traceback.format_exception(caught.value))
     context = caught.value.__context__
     assert_clean(str(caught.value), repr(caught.value), chain, repr(context), out, err)
+
+
+# --- OAuth2: client secrets, keys, refresh tokens and access tokens --------------------------
+
+
+def test_oauth2_secrets_and_tokens_leak_nowhere(
+    *,
+    http_client: Any,
+    event_client: Any,
+    sender_env: SenderEnv,
+    test_ca: CertBundle,
+    idp: FakeIdP,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """Signed in, refused after the 334 challenge, the IdP refusing the grant or the client, the
+    IdP down over HTTP and over Pub/Sub (a raised exception): none of it shows a client secret, a
+    private key, a refresh token, an access token or the XOAUTH2 blob that carried one."""
+    tenant = "redaction.onmicrosoft.com"
+    client_id, client_secret = "app-" + uuid.uuid4().hex[:8], "entra-" + uuid.uuid4().hex
+    idp.add_entra_app(tenant, client_id, client_secret, SMTP_USER)
+    microsoft = {"flow": "microsoft", "tenant": tenant, "client_id": client_id,
+                 "client_secret": client_secret, "authority": idp.authority(tenant)}  # fmt: skip
+    account = idp.add_service_account(
+        f"no-dwd-{uuid.uuid4().hex[:6]}@p.iam.gserviceaccount.com", delegated_scopes=()
+    )
+    google = {"flow": "google_service_account", "key": account.key_info(),
+              "token_uri": idp.google_token_uri}  # fmt: skip
+    wrong = {**microsoft, "client_secret": "expired-" + uuid.uuid4().hex}
+    extensions = ("AUTH XOAUTH2 PLAIN", "ENHANCEDSTATUSCODES")
+    challenge = base64.b64encode(b'{"status":"401","schemes":"bearer"}').decode()
+    accepts = Script(replies={"AUTH": reply(235, "2.7.0 OK")}, extensions=extensions)
+    refuses = Script(replies={"AUTH": reply(334, challenge)}, extensions=extensions)
+    sender_env.set(OAUTH_CA_FILE=str(idp.ca_file), SMTP_PROFILE_CACHE_TTL_S="0")
+    answers = []
+    with (
+        FaultServer(accepts, mode="ssl", certs=test_ca) as good,
+        FaultServer(refuses, mode="ssl", certs=test_ca) as bad,
+    ):
+        for server, oauth2, sender in (
+            (good, microsoft, "a@example.com"),  # sent
+            (bad, microsoft, "a@example.com"),  # refused after the challenge (twice)
+            (good, google, "a@example.com"),  # unauthorized_client: no DWD
+            (good, wrong, "a@example.com"),  # invalid_client
+            (good, microsoft, "b@example.com"),  # a cold token cache, and the IdP down
+        ):
+            if sender == "b@example.com":
+                idp.fail("entra_token", 503)
+            profile = {**server.profile(sender=sender), "username": SMTP_USER, "oauth2": oauth2}
+            sender_env.store(json.dumps(profile))
+            answers.append(http_client.post("/", json=MESSAGE))
+        event = pubsub.post_event(event_client, MESSAGE)
+    out, err = capfd.readouterr()
+
+    assert [a.status_code for a in answers] == [200, 500, 500, 500, 503]
+    assert event.status_code == 500  # raised for redelivery
+    assert "unauthorized_client" in answers[2].get_json()["detail"]
+    assert "invalid_client" in answers[3].get_json()["detail"]
+    tokens = [t.value for t in idp.issued()]
+    assert tokens
+    canaries = [
+        *oauth2_canaries(microsoft, tokens, SMTP_USER),
+        *oauth2_canaries(google),
+        *oauth2_canaries(wrong),
+    ]
+    texts = [a.get_data(as_text=True) for a in answers]
+    assert_no_secret(*texts, event.get_data(as_text=True), out, err, secrets=canaries)

@@ -18,9 +18,12 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sender.errors import IdentityProviderUnavailableError
-from sender.oauth2.flows import AccessToken
+
+if TYPE_CHECKING:  # annotations only: the cache must not load MSAL and google-auth
+    from sender.oauth2.flows import AccessToken
 
 DEFAULT_REFRESH_MARGIN_S = 300.0
 
@@ -129,6 +132,14 @@ class TokenCache:
                     self._entries[key] = _Entry(token, fresh_until)
                 flight.token = token
         flight.done.set()
+
+    def peek(self, key: Hashable) -> AccessToken | None:
+        """*key*'s cached token while it is still handed out, else None (no fetch)."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and self._clock() < entry.fresh_until:
+                return entry.token
+            return None
 
     def waiting(self, key: Hashable) -> int:
         """How many callers wait for *key*'s fetch in flight right now (0 when none runs)."""

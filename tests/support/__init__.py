@@ -44,6 +44,8 @@ Conftests only wire these into fixtures; tests import from here, never from a co
   IAM and token hosts, Entra's login host) to the fake IdP and refuses the rest.
 - ``jwt_rs256``: RS256 JWT signing and checking for the fake IdP (`cryptography` only,
   independent of the libraries under test).
+- ``check_cli``: `run_check`, ``python -m sender check`` as a subprocess, and what it printed
+  (`CheckRun`: steps, the failed step and its hint).
 - ``oauth_fetch``: `fetch_in_process`, one token fetch in a child process with a function's
   environment (the keyless flow needs the metadata server from process start).
 - ``first_request``: `modules_loaded`, what a fresh interpreter imported after loading ``main``

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from email.message import Message
 from typing import Any
 
+from sender import sasl
 from tests.support.constants import CANARY_PASSWORD, SMTP_USER
 from tests.support.ff_process import parse_json_lines
 from tests.support.smtp_server import SmtpTestServer
@@ -22,6 +23,7 @@ __all__ = [
     "assert_one_conversation",
     "assert_retryable",
     "log_records",
+    "oauth2_canaries",
     "parse_json_lines",
     "records_at",
 ]
@@ -85,6 +87,27 @@ def assert_no_secret(*texts: str, secrets: Iterable[str] = (CANARY_PASSWORD,)) -
     for secret in secrets:
         for form in _leak_forms(secret):
             assert form not in blob, f"leaked {secret!r} as {form!r}"
+
+
+def oauth2_canaries(
+    oauth2: Mapping[str, Any], tokens: Iterable[str] = (), username: str | None = None
+) -> list[str]:
+    """What must never show from an ``oauth2`` profile: its client secret, refresh token and
+    private key (each line of the PEM body, and its id), the access *tokens* issued for it, and —
+    with *username* — the XOAUTH2/OAUTHBEARER blobs that carried them (base64 on the wire)."""
+    found = [str(oauth2[k]) for k in ("client_secret", "refresh_token") if oauth2.get(k)]
+    key = oauth2.get("key")
+    if isinstance(key, Mapping):
+        pem = str(key.get("private_key", ""))
+        found += [line for line in pem.splitlines() if line and not line.startswith("-----")]
+        if key.get("private_key_id"):
+            found.append(str(key["private_key_id"]))
+    for token in tokens:
+        found.append(token)
+        found.append(token[-40:])  # a truncated token in a log is a leak too
+        if username:
+            found += [sasl.initial_response(m, username, token) for m in ("XOAUTH2", "OAUTHBEARER")]
+    return found
 
 
 def assert_one_conversation(*messages: Message) -> str:

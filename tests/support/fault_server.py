@@ -18,7 +18,10 @@ at each *point* of the dialogue; anything not scripted gets the answer a correct
 
 Points (`Point`): ``greeting``, the verbs ``EHLO HELO STARTTLS AUTH MAIL RCPT DATA RSET NOOP
 QUIT``, ``body`` (while the message text arrives, after its first line: only `hang` and `hang_up`
-mean anything there) and ``after-dot`` (the reply to the final ``.``). RCPT can also be scripted per
+mean anything there), ``after-dot`` (the reply to the final ``.``) and ``auth-final``: when the
+scripted AUTH reply is a ``334`` (an OAuth2 error challenge, RFC 7628), the client's answer is read
+(recorded as the command ``AUTH-ANSWER`` with its text) and answered with this step (default
+``535 5.7.8``), as Google, Microsoft and Dovecot do. RCPT can also be scripted per
 address (`Script.rcpt`, case-insensitive), which wins over ``replies["RCPT"]``.
 
 A `Step` is one of: `reply(code, *lines, delay_s=, then=)` (a one- or multi-line reply, optionally
@@ -81,6 +84,7 @@ Point = Literal[
     "DATA",
     "body",
     "after-dot",
+    "auth-final",
     "RSET",
     "NOOP",
     "QUIT",
@@ -174,6 +178,8 @@ class FaultSession:
     commands: list[str] = field(default_factory=list)
     rcpts: list[str] = field(default_factory=list)
     auth_attempts: list[AuthAttempt] = field(default_factory=list)
+    # The client's lines after a scripted 334 challenge (never a password: an empty line or ^A).
+    auth_answers: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -350,6 +356,7 @@ class FaultServer(StartStop):
                     list(s.commands),
                     list(s.rcpts),
                     list(s.auth_attempts),
+                    list(s.auth_answers),
                 )
                 for s in self._sessions
             ]
@@ -539,6 +546,13 @@ class _Dialogue:
             username = _plain_username(initial) if mechanism == "PLAIN" else None
             self._attempt(mechanism, username, success=False)
             self._answer(scripted, scripted)
+            if scripted.code == 334:  # an error challenge: the client answers, then the verdict
+                answer = self.conn.readline().decode("utf-8", "replace")
+                self.server._record(self.session, "AUTH-ANSWER")
+                with self.server._lock:
+                    self.session.auth_answers.append(answer)
+                final = self.script.step("auth-final")
+                self._answer(final, reply(535, "5.7.8 Authentication credentials invalid"))
             return
         if mechanism == "PLAIN":
             self._auth_plain(initial)

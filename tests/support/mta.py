@@ -5,6 +5,7 @@ fixtures of ``tests/mta/conftest.py`` hand one out."""
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -81,6 +82,20 @@ class MtaTier:
         with contextlib.suppress(OSError):
             return self.state.postfix_log.stat().st_size
         return 0
+
+    def settled_offset(self, service: str, timeout: float = 10.0) -> int:
+        """`log_offset`, taken once every session on listener *service* has ended (Postfix logs
+        a session's summary only after the client left), so that `sessions(service, since)`
+        after it sees only the sessions that follow, never a late summary of an earlier one."""
+        connects = re.compile(rf"postfix/{re.escape(service)}/smtpd\[\d+\]: connect from ".encode())
+        ends = re.compile(rf"postfix/{re.escape(service)}/smtpd\[\d+\]: disconnect from ".encode())
+        deadline = time.monotonic() + timeout
+        while True:
+            raw = self.state.postfix_log.read_bytes()
+            settled = len(connects.findall(raw)) <= len(ends.findall(raw))
+            if settled or time.monotonic() > deadline:
+                return len(raw)
+            time.sleep(0.1)
 
     def log_text(self, since: int = 0) -> str:
         """The Postfix log (from byte offset *since*)."""

@@ -55,12 +55,14 @@ class Opener:
 
     def __init__(self) -> None:
         self.opened: list[FakeSession] = []
+        self.calls: list[dict[str, Any]] = []  # the keyword arguments of each open
         self.refuse = False
         self.gate = threading.Event()
         self.gate.set()
         self.logging_in = threading.Event()
 
-    def __call__(self, profile: SmtpProfile, **_: Any) -> FakeSession:
+    def __call__(self, profile: SmtpProfile, **kwargs: Any) -> FakeSession:
+        self.calls.append(kwargs)
         if self.refuse:
             self.logging_in.set()
             self.gate.wait(10)
@@ -217,3 +219,37 @@ def test_a_send_waits_for_a_busy_pool_and_gives_up_at_its_deadline(opener: Opene
     with pytest.raises(TransientError, match="busy"):
         send(pool, within=0.2)
     assert opener.opened == []
+
+
+def test_a_smaller_size_closes_the_coldest_idle_sessions_and_caps_new_ones(opener: Opener) -> None:
+    """The pool follows the profile's provider limit (Microsoft 365: 3 per mailbox)."""
+    pool = make_pool(FakeClock(), size=3)
+    held = [pool._checkout("v1", deadline()) for _ in range(3)]
+    assert held == [None, None, None]  # three slots taken: open three sessions into them
+    sessions = [FakeSession(n) for n in range(3)]
+    for session in sessions:
+        pool._checkin(session, "v1")  # type: ignore[arg-type]
+    pool.resize(1)
+    assert [s.ended for s in sessions] == ["quit", "quit", None]  # the warmest one stays
+    assert pool._open == 1
+    send(pool)
+    assert sessions[2].messages_sent == 1
+    assert opener.opened == []
+    taken: object = pool._checkout("v1", deadline())
+    assert taken is sessions[2]  # taken by another send ...
+    with pytest.raises(TransientError, match="busy"):
+        send(pool, within=0.2)  # ... so this one finds none free and opens none
+
+
+def test_the_token_is_asked_for_only_when_a_session_is_opened(opener: Opener) -> None:
+    pool = make_pool(FakeClock())
+
+    def token() -> str:
+        return "t"
+
+    context = ssl.create_default_context()
+    for _ in range(3):
+        pool.send(PROFILE, "v1", ENVELOPE, b"m", context=context, deadline=deadline(),
+                  access_token=token)  # fmt: skip
+    assert len(opener.opened) == 1
+    assert opener.calls[0]["access_token"] is token
