@@ -25,7 +25,10 @@ OPTIONAL = {
     "google.cloud.pubsub": "outcome events (RESULTS_TOPIC)",
     "msal": "OAuth2 flow microsoft",
     "google.oauth2": "OAuth2 flows google_service_account, refresh_token",
-    "sender.oauth2": "OAuth2 profiles",
+    # The profile's `oauth2` object is parsed (sender.oauth2.config, no IdP library) when the
+    # profile is read; fetching a token (flows, the HTTP session) is an OAuth2 profile's alone.
+    "sender.oauth2.flows": "OAuth2 token requests",
+    "sender.oauth2.session": "OAuth2 token requests",
     "jinja2.sandbox": "templates (flask imports jinja2 itself, not its sandbox)",
     "sender.templates": "templates",
     "sender.alertmanager": "POST /alertmanager",
