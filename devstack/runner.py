@@ -146,9 +146,8 @@ def run(settings: DevSettings, stop: threading.Event) -> int:
         )
     ]
     with contextlib.ExitStack() as running:
-        for function in functions:
-            function.start()
-            running.callback(function.stop)
+        # Servers first, so they stop last: a function keeps pooled SMTP sessions open, and the
+        # SMTP server's shutdown waits for its clients (asyncio, Python 3.12 and later).
         smtp = DevSmtpServer(
             host=HOST,
             port=settings.smtp_port,
@@ -165,6 +164,9 @@ def run(settings: DevSettings, stop: threading.Event) -> int:
         web = OutboxWebServer(HOST, settings.outbox_port, outbox)
         web.start()
         running.callback(web.stop)
+        for function in functions:
+            function.start()
+            running.callback(function.stop)
 
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         try:

@@ -440,9 +440,12 @@ class SmtpTestServer(StartStop):
         return self
 
     def stop(self) -> None:
-        """Stop the server and close the listening socket (idempotent)."""
+        """Close every client connection, then stop the server and close the listening socket
+        (idempotent). Connections go first: a client may keep a session open (the function's
+        pool does), and from Python 3.12 on asyncio's server shutdown waits for them."""
         if self._started:
             self._started = False
+            self.hang_up_idle(reply=None)
             self._controller.stop(no_assert=True)
 
     # -- configuration -----------------------------------------------------------------------
