@@ -147,6 +147,10 @@ def _decode_utf8(raw: bytes) -> str | None:
         return None
 
 
+# How long a hung-up connection may take to close politely before it is aborted.
+_CLOSE_GRACE_S = 0.2
+
+
 class _RecordingSMTP(SMTP):
     """aiosmtpd's SMTP with a per-connection command log and stalls."""
 
@@ -184,14 +188,20 @@ class _RecordingSMTP(SMTP):
         super().connection_lost(error)
 
     def hang_up(self, reply: str | None) -> None:
-        """Say `reply` unasked (a server's idle-timeout 421) and close; on the server's loop."""
+        """Say `reply` unasked (a server's idle-timeout 421) and close; on the server's loop.
+
+        A TLS close waits for the client's close_notify, which an idle client never sends: the
+        connection is aborted shortly after, as a server's own shutdown would."""
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        if reply is not None:
-            assert isinstance(transport, asyncio.WriteTransport)
-            transport.write(reply.encode("ascii") + b"\r\n")
+        assert isinstance(transport, asyncio.WriteTransport)
+        if reply is None:
+            transport.abort()
+            return
+        transport.write(reply.encode("ascii") + b"\r\n")
         transport.close()
+        asyncio.get_running_loop().call_later(_CLOSE_GRACE_S, transport.abort)
 
     async def _handle_client(self) -> None:
         delay = self._state.stalls.get("greeting")
