@@ -123,6 +123,28 @@ class _StoreHandler:
         return f"250 2.0.0 OK queued as {message_id}"
 
 
+class _Controller(Controller):
+    """aiosmtpd's controller, remembering its connections so that `stop` can end them first."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.connections: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def factory(self) -> Any:
+        protocol = super().factory()
+        self.connections.add(protocol)
+        return protocol
+
+    def stop(self, no_assert: bool = False) -> None:
+        # A client may keep its session open (the function's pool does), and from Python 3.12
+        # on asyncio's server shutdown waits for every connection: end them first.
+        for protocol in list(self.connections):
+            transport = protocol.transport
+            if transport is not None and self.loop.is_running():
+                self.loop.call_soon_threadsafe(transport.abort)
+        super().stop(no_assert=no_assert)
+
+
 class DevSmtpServer:
     """Owns the aiosmtpd controller (its own thread and event loop)."""
 
@@ -141,7 +163,7 @@ class DevSmtpServer:
     ) -> None:
         self.host = host
         self.port = port
-        self._controller = Controller(
+        self._controller = _Controller(
             _StoreHandler(outbox, on_message, chaos, on_chaos),
             hostname=host,
             port=port,

@@ -7,10 +7,17 @@ step that finds no time left raises what that piece of work means by "too late".
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
 
+from sender.alarm_clock import AlarmClock
 from sender.errors import SendError
+
+
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
 
 
 class Deadline:
@@ -18,7 +25,9 @@ class Deadline:
 
     `left()` is the plain number of seconds still available (zero or negative once passed);
     `budget()` is what the next blocking step may use: at most `step_s` (when given) and at most
-    what is left, raising the deadline's own error when nothing is left.
+    what is left, raising the deadline's own error when nothing is left. `call_at_expiry` rings
+    a watchdog at the end, on the instance's `alarms` clock when one is given (the clock of a
+    deadline with alarms must be `time.monotonic`, the alarm clock's).
     """
 
     def __init__(
@@ -28,8 +37,10 @@ class Deadline:
         expired: Callable[[], SendError],
         step_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        alarms: AlarmClock | None = None,
     ) -> None:
         self.total_s = total_s
+        self._alarms = alarms
         self._clock = clock
         self._ends_at = clock() + total_s
         self._expired = expired
@@ -49,3 +60,13 @@ class Deadline:
     def error(self) -> SendError:
         """The error this deadline's expiry is (for code that notices it by other means)."""
         return self._expired()
+
+    def call_at_expiry(self, callback: Callable[[], None]) -> Cancellable:
+        """Run `callback` when the deadline passes, unless the returned handle is cancelled."""
+        if self._alarms is not None:
+            return self._alarms.set(self._ends_at, callback)
+        # Without the instance's clock (`python -m sender check`, tests): a thread of its own.
+        timer = threading.Timer(max(self.left(), 0.0), callback)
+        timer.daemon = True
+        timer.start()
+        return timer

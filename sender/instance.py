@@ -21,6 +21,7 @@ from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from sender.alarm_clock import AlarmClock
 from sender.config import Settings
 from sender.errors import ConfigurationError
 from sender.ledger import Clock, Ledger
@@ -60,7 +61,7 @@ def reset() -> None:
         dropped = list(_items.values())
         _items.clear()
     for item in dropped:
-        if isinstance(item, SessionPool):
+        if isinstance(item, SessionPool | AlarmClock):
             item.close()
 
 
@@ -237,3 +238,8 @@ def template_environment(templates_dir: str | None) -> SandboxedEnvironment:
     from sender.templates import new_environment  # noqa: PLC0415
 
     return _get("template_environment", templates_dir, lambda: new_environment(templates_dir))
+
+
+def alarm_clock() -> AlarmClock:
+    """The one thread that rings every send's watchdog at its deadline (`sender.alarm_clock`)."""
+    return _get("alarm_clock", None, AlarmClock)

@@ -142,6 +142,7 @@ def send_email(
         total_s,
         expired=transport.session_deadline_error,
         step_s=settings.smtp_timeout_s,
+        alarms=instance.alarm_clock(),
     )
     content = resolve_content(request, settings)
     check_recipients(request, settings)

@@ -24,14 +24,13 @@ import select
 import smtplib
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sender import sasl
-from sender.deadline import Deadline
+from sender.deadline import Cancellable, Deadline
 from sender.errors import (
     ConfigurationError,
     OutcomeUnknownError,
@@ -199,8 +198,8 @@ class _Watchdog:
     def __init__(self, client: smtplib.SMTP, deadline: Deadline) -> None:
         self.fired = False
         self._client = client
-        self._timer = threading.Timer(max(deadline.left(), 0.0), self._fire)
-        self._timer.daemon = True
+        self._deadline = deadline
+        self._alarm: Cancellable | None = None
 
     def _fire(self) -> None:
         self.fired = True
@@ -210,11 +209,12 @@ class _Watchdog:
                 sock.shutdown(socket.SHUT_RDWR)
 
     def __enter__(self) -> _Watchdog:
-        self._timer.start()
+        self._alarm = self._deadline.call_at_expiry(self._fire)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._timer.cancel()
+        if self._alarm is not None:
+            self._alarm.cancel()
 
 
 def _b64(data: bytes) -> str:
