@@ -21,26 +21,18 @@ import pytest
 
 from tests.support.checks import assert_no_secret, oauth2_canaries
 from tests.support.env import function_env
-from tests.support.fake_idp import FakeIdP, TokenFlow
+from tests.support.fake_idp import FakeIdP
 from tests.support.ff_process import FunctionsFrameworkProcess, HttpResult
 from tests.support.maildir import Delivered
 from tests.support.mta import MtaTier
+from tests.support.oauth_accounts import IDP_FLOW, admin_setup
 from tests.support.pubsub import PROJECT
 from tests.support.secret_manager_stub import SecretManagerStub
 
 pytestmark = [pytest.mark.mta, pytest.mark.process]
 
 SECRET_NAME = f"projects/{PROJECT}/secrets/mta-oauth2-profile"
-TENANT = "contoso.onmicrosoft.com"
-MAILER = "mailer@fake-project.iam.gserviceaccount.com"
-KEYLESS_MAILER = "keyless-mailer@fake-project.iam.gserviceaccount.com"
 # The profiles below, and the flow the IdP counts their token requests under.
-IDP_FLOW: dict[str, TokenFlow] = {
-    "microsoft": "microsoft",
-    "google_key": "google_service_account",
-    "google_keyless": "google_service_account",
-    "refresh_token": "refresh_token",
-}
 
 
 @pytest.fixture(scope="module")
@@ -52,36 +44,7 @@ def secret_manager() -> Iterator[SecretManagerStub]:
 @pytest.fixture(scope="module")
 def accounts(mta_tier: MtaTier) -> dict[str, dict[str, Any]]:
     """What the Microsoft 365 / Workspace admin set up for the tier's mailbox, per flow."""
-    idp = mta_tier.idp
-    client_id, secret = "app-" + uuid.uuid4().hex[:8], "entra-" + uuid.uuid4().hex
-    idp.add_entra_app(TENANT, client_id, secret, mta_tier.user)
-    account = idp.add_service_account(MAILER)
-    idp.add_service_account(KEYLESS_MAILER)
-    idp.allow_signing(KEYLESS_MAILER)  # roles/iam.serviceAccountTokenCreator for the function
-    refresh = idp.add_refresh_token("rt-client", "rt-secret", mta_tier.user)
-    return {
-        "microsoft": {
-            "flow": "microsoft",
-            "tenant": TENANT,
-            "client_id": client_id,
-            "client_secret": secret,
-            "authority": idp.authority(TENANT),
-        },
-        "google_key": {
-            "flow": "google_service_account",
-            "key": account.key_info(),
-            "token_uri": idp.google_token_uri,
-        },
-        # Google's default token URL and IAM host: the CONNECT proxy takes them to the fake IdP.
-        "google_keyless": {"flow": "google_service_account", "service_account": KEYLESS_MAILER},
-        "refresh_token": {
-            "flow": "refresh_token",
-            "token_uri": idp.google_token_uri,
-            "client_id": "rt-client",
-            "client_secret": "rt-secret",
-            "refresh_token": refresh,
-        },
-    }
+    return admin_setup(mta_tier.idp, mta_tier.user)
 
 
 def _env(mta: MtaTier, secrets: SecretManagerStub, workdir: Path, **extra: str) -> dict[str, str]:

@@ -27,23 +27,15 @@ from sender.oauth2 import (
     parse_oauth2,
 )
 from tests.support.checks import assert_no_secret
-from tests.support.fake_idp import FakeIdP, TokenFlow
+from tests.support.fake_idp import FakeIdP
 from tests.support.mta import MtaTier
 from tests.support.mta_tier import ssl_context
+from tests.support.oauth_accounts import IDP_FLOW, KEYLESS_MAILER, admin_setup
 from tests.support.oauth_fetch import fetch_in_process
 
 pytestmark = pytest.mark.mta
 
 Listener = Literal["ssl", "starttls", "plain"]
-TENANT = "contoso.onmicrosoft.com"
-MAILER = "mailer@fake-project.iam.gserviceaccount.com"
-# The profile shapes used below, and the flow the IdP counts their token requests under.
-IDP_FLOW: dict[str, TokenFlow] = {
-    "microsoft": "microsoft",
-    "google_key": "google_service_account",
-    "google_keyless": "google_service_account",
-    "refresh_token": "refresh_token",
-}
 # Every token a test here obtained, for the "never in a log" check at the end of the module.
 SEEN_TOKENS: list[str] = []
 
@@ -51,34 +43,7 @@ SEEN_TOKENS: list[str] = []
 @pytest.fixture(scope="module")
 def accounts(mta_tier: MtaTier) -> dict[str, Any]:
     """The IdP-side setup a Microsoft 365 / Workspace admin would have made for the tier's user."""
-    idp = mta_tier.idp
-    client_id, secret = "app-" + uuid.uuid4().hex[:8], "entra-" + uuid.uuid4().hex
-    idp.add_entra_app(TENANT, client_id, secret, mta_tier.user)
-    account = idp.add_service_account(MAILER)
-    idp.allow_signing(MAILER)
-    refresh = idp.add_refresh_token("rt-client", "rt-secret", mta_tier.user)
-    return {
-        "microsoft": {
-            "flow": "microsoft",
-            "tenant": TENANT,
-            "client_id": client_id,
-            "client_secret": secret,
-            "authority": idp.authority(TENANT),
-        },
-        "google_key": {
-            "flow": "google_service_account",
-            "key": account.key_info(),
-            "token_uri": idp.google_token_uri,
-        },
-        "google_keyless": {"flow": "google_service_account", "service_account": MAILER},
-        "refresh_token": {
-            "flow": "refresh_token",
-            "token_uri": idp.google_token_uri,
-            "client_id": "rt-client",
-            "client_secret": "rt-secret",
-            "refresh_token": refresh,
-        },
-    }
+    return admin_setup(mta_tier.idp, mta_tier.user)
 
 
 def _token(mta: MtaTier, oauth2: dict[str, Any]) -> str:
@@ -191,11 +156,11 @@ def test_keyless_google_token_from_a_function_process_signs_in(
 def test_keyless_without_the_token_creator_grant_is_misconfigured(
     mta: MtaTier, accounts: dict[str, Any]
 ) -> None:
-    mta.idp.deny_signing(MAILER)
+    mta.idp.deny_signing(KEYLESS_MAILER)
     try:
         result = fetch_in_process(accounts["google_keyless"], mta.user, mta.idp.process_env())
     finally:
-        mta.idp.allow_signing(MAILER)
+        mta.idp.allow_signing(KEYLESS_MAILER)
     assert result.token is None
     assert result.disposition == "misconfigured"
     assert "roles/iam.serviceAccountTokenCreator" in (result.reason or "")
