@@ -6,7 +6,6 @@ Firestore emulator, exactly as between Cloud Run instances.
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,8 +21,9 @@ from sender.message import parse_request
 from sender.mime import make_message_id, message_id_seed
 from tests.support.emulators import Emulator
 from tests.support.env import SenderEnv
-from tests.support.ff_process import FunctionsFrameworkProcess, HttpResult, message_is, wait_for_log
+from tests.support.ff_process import FunctionsFrameworkProcess, message_is, wait_for_log
 from tests.support.ledgers import LEASE_S
+from tests.support.load import all_at_once
 from tests.support.pubsub import PROJECT
 from tests.support.smtp_server import SmtpTestServer
 
@@ -83,18 +83,9 @@ def test_two_instances_receiving_one_event_at_once_send_one_email(
     instances = [start_function("send_pubsub"), start_function("send_pubsub")]
     # The winner lingers in DATA, so the other delivery surely meets its claim mid-send.
     server.stall("data", 1.5)
-    start = threading.Barrier(len(instances))
-    answers: list[HttpResult] = []
-
-    def deliver(instance: FunctionsFrameworkProcess) -> None:
-        start.wait(timeout=30)
-        answers.append(instance.post_cloudevent(MESSAGE, event_id="evt-race"))
-
-    threads = [threading.Thread(target=deliver, args=(i,)) for i in instances]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    answers = all_at_once(
+        lambda instance: instance.post_cloudevent(MESSAGE, event_id="evt-race"), instances
+    )
 
     # The loser waits (briefly, through the shared ledger) for the winner's send to finish,
     # then acks as a duplicate instead of asking to be redelivered.

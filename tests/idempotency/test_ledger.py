@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +28,7 @@ from sender.ledger_memory import MemoryLedger
 from sender.outcome import Refusal
 from tests.support.fakes import FakeClock
 from tests.support.ledgers import LEASE_S, TTL_S, LedgerFactory
+from tests.support.load import all_at_once
 from tests.support.loopback import free_port
 
 MID = "<k1@smtp-sender.test>"
@@ -169,14 +168,7 @@ def test_records_expire_after_the_ttl(make_ledger: LedgerFactory, clock: FakeClo
 def test_racing_claims_have_exactly_one_winner(make_ledger: LedgerFactory) -> None:
     racers = 6
     ledgers = [make_ledger() for _ in range(racers)]  # one client each, like separate instances
-    start = threading.Barrier(racers)
-
-    def race(ledger: Ledger) -> ClaimResult:
-        start.wait(timeout=30)
-        return ledger.claim("contended")
-
-    with ThreadPoolExecutor(racers) as pool:
-        results = list(pool.map(race, ledgers))
+    results = all_at_once(lambda ledger: ledger.claim("contended"), ledgers)
     assert sum(isinstance(r, Claimed) for r in results) == 1
     assert sum(isinstance(r, Busy) for r in results) == racers - 1
 
@@ -194,10 +186,8 @@ def test_concurrent_outcomes_for_one_key_are_all_kept(make_ledger: LedgerFactory
     claim = claimed(make_ledger().claim("event-1"))
     writers = 4
     ledgers = [make_ledger() for _ in range(writers)]
-    start = threading.Barrier(writers)
 
     def report(index: int) -> None:
-        start.wait(timeout=30)
         ledgers[index].record_progress(
             claim,
             Attempt(
@@ -205,8 +195,7 @@ def test_concurrent_outcomes_for_one_key_are_all_kept(make_ledger: LedgerFactory
             ),
         )
 
-    with ThreadPoolExecutor(writers) as pool:
-        list(pool.map(report, range(writers)))
+    all_at_once(report, list(range(writers)))
     entry = make_ledger().lookup("event-1")
     assert entry is not None
     assert sorted(entry.accepted) == [f"r{i}@x.test" for i in range(writers)]

@@ -10,7 +10,6 @@ instance keys tokens by the profile payload.
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,6 +22,7 @@ from tests.support.checks import assert_no_secret, oauth2_canaries
 from tests.support.env import function_env
 from tests.support.fake_idp import FakeIdP
 from tests.support.ff_process import FunctionsFrameworkProcess, HttpResult
+from tests.support.load import all_at_once
 from tests.support.maildir import Delivered
 from tests.support.mta import MtaTier
 from tests.support.oauth_accounts import IDP_FLOW, admin_setup
@@ -188,19 +188,8 @@ def test_eight_concurrent_sends_on_a_cold_instance_make_one_token_request(
     env = _env(mta, secret_manager, tmp_path, THREADS="8")
     with FunctionsFrameworkProcess("send_http", env=env, log_dir=tmp_path) as ff:
         before = mta.idp.token_requests("google_service_account")
-        start = threading.Barrier(8)
-        results: list[HttpResult] = []
         marks = [uuid.uuid4().hex for _ in range(8)]
-
-        def send(mark: str) -> None:
-            start.wait()
-            results.append(ff.post_json("/", _request(mark)))
-
-        threads = [threading.Thread(target=send, args=(m,)) for m in marks]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
+        results = all_at_once(lambda mark: ff.post_json("/", _request(mark)), marks)
         assert [r.status for r in results] == [200] * 8, [r.text for r in results]
         assert mta.idp.token_requests("google_service_account") == before + 1
         assert len(mta.wait_for_messages(lambda m: any(k in m.subject for k in marks), count=8))
@@ -365,18 +354,7 @@ def test_the_microsoft365_preset_caps_the_pool_at_three_sessions(
     with FunctionsFrameworkProcess("send_http", env=env, log_dir=tmp_path) as ff:
         since = mta.settled_offset("starttls")
         marks = [uuid.uuid4().hex for _ in range(12)]
-        results: list[HttpResult] = []
-        start = threading.Barrier(len(marks))
-
-        def send(mark: str) -> None:
-            start.wait()
-            results.append(ff.post_json("/", _request(mark)))
-
-        threads = [threading.Thread(target=send, args=(m,)) for m in marks]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
+        results = all_at_once(lambda mark: ff.post_json("/", _request(mark)), marks)
         assert [r.status for r in results] == [200] * len(marks), [r.text for r in results]
     # The process stopped, so every session ended; Postfix logs each one's summary.
     sessions = _sessions_until(mta, since, lambda found: _data(found) == len(marks))

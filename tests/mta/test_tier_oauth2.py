@@ -9,7 +9,6 @@ not log in here, or a refusal that does not look like a provider's, would hide r
 from __future__ import annotations
 
 import smtplib
-import threading
 import uuid
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -28,6 +27,7 @@ from sender.oauth2 import (
 )
 from tests.support.checks import assert_no_secret
 from tests.support.fake_idp import FakeIdP
+from tests.support.load import all_at_once
 from tests.support.mta import MtaTier
 from tests.support.mta_tier import ssl_context
 from tests.support.oauth_accounts import IDP_FLOW, KEYLESS_MAILER, admin_setup
@@ -302,26 +302,16 @@ def test_eight_concurrent_callers_with_a_cold_cache_make_one_token_request(
     config = parse_oauth2(accounts["google_key"], username=mta.user)
     cache = TokenCache()
     before = mta.idp.token_requests("google_service_account")
-    start = threading.Barrier(8)
-    got: list[AccessToken] = []
 
-    def caller() -> None:
-        start.wait()
-        got.append(
-            cache.get(
-                "profile-g",
-                lambda budget: fetch_token(config, timeout_s=budget, ca_file=str(mta.idp.ca_file)),
-                deadline_s=15,
-                flow=config.flow,
-            )
+    def caller(_: int) -> AccessToken:
+        return cache.get(
+            "profile-g",
+            lambda budget: fetch_token(config, timeout_s=budget, ca_file=str(mta.idp.ca_file)),
+            deadline_s=15,
+            flow=config.flow,
         )
 
-    threads = [threading.Thread(target=caller) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert len(got) == 8
+    got = all_at_once(caller, list(range(8)))
     assert len({t.value for t in got}) == 1
     SEEN_TOKENS.append(got[0].value)
     assert mta.idp.token_requests("google_service_account") == before + 1

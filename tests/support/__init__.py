@@ -8,7 +8,8 @@ Conftests only wire these into fixtures; tests import from here, never from a co
 - ``fault_server``: a scripted SMTP server on raw sockets that misbehaves on purpose
   (`FaultServer`, `Script`, `reply`/`drip`/`hang`/`hang_up`), for the fault matrix.
 - ``load``: concurrent keep-alive HTTP clients and latency summaries for the load run
-  (`run_concurrently`, `Connection`, `Timings`).
+  (`run_concurrently`, `Connection`, `Timings`), and `all_at_once`: calls released together on
+  threads (racing claims, a cold token cache meeting several sends).
 - ``hypothesis_profiles``: the ``ci`` / ``explore`` Hypothesis profiles.
 - ``secret_manager_stub``: a plaintext gRPC Secret Manager that the real client talks to
   (`SecretManagerStub`; global and regional names, `names_asked`), also runnable as

@@ -1,8 +1,11 @@
-"""Concurrent HTTP clients for the load run (`tests/test_load.py`): counts first, timings printed.
+"""Concurrent callers: HTTP clients for the load run (`tests/test_load.py`: counts first, timings
+printed) and calls released together for the tests that race.
 
 - `run_concurrently(jobs, clients, call)`: *clients* threads take jobs from one queue in order
   (adjacent jobs start at nearly the same moment on different threads: that is how a repeat races
   its original) and call ``call(connection, job)`` with a keep-alive `Connection` of their own.
+- `all_at_once(call, args)`: ``call(arg)`` for every arg on threads released together (a cold
+  cache or an idle pool meeting several callers at the same moment); the results in order.
 - `Connection`: one keep-alive HTTP/1.1 connection to a loopback server, reopened after an error.
 - `Timings`: latencies collected thread-safely; `summary()` is the line a benchmark record keeps
   (requests/s, p50, p95). Nothing here asserts a time.
@@ -21,6 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 Job = TypeVar("Job")
+Result = TypeVar("Result")
+ALL_AT_ONCE_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -140,3 +145,31 @@ def run_concurrently(
         thread.join()
     if errors:
         raise errors[0]
+
+
+def all_at_once(call: Callable[[Job], Result], args: list[Job]) -> list[Result]:
+    """``call(arg)`` for each of *args*, every call on its own thread, released together by a
+    barrier; the results in the order of *args*. The first error is re-raised after all end."""
+    start = threading.Barrier(len(args))
+    results: dict[int, Result] = {}
+    errors: list[BaseException] = []
+
+    def run(index: int, arg: Job) -> None:
+        start.wait()
+        try:
+            results[index] = call(arg)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=item, daemon=True) for item in enumerate(args)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=ALL_AT_ONCE_TIMEOUT_S)
+    if errors:
+        raise errors[0]
+    if len(results) != len(args):
+        raise TimeoutError(
+            f"{len(args) - len(results)} calls still running after {ALL_AT_ONCE_TIMEOUT_S:.0f} s"
+        )
+    return [results[index] for index in range(len(args))]
