@@ -39,6 +39,7 @@ from sender.secrets import (
     source_for,
 )
 from sender.sign_in import TokenSource, token_source
+from sender.smtp_client import Trace
 
 # What to look at when a step fails and the hints table has nothing more specific to say.
 STEP_HINTS = {
@@ -57,7 +58,7 @@ STEP_HINTS = {
 }
 
 
-class _Printer(transport.Trace):
+class _Printer(Trace):
     """Prints ``ok <step>: <detail>`` per step; remembers the step a failure belongs to."""
 
     def __init__(self, out: TextIO) -> None:

@@ -6,7 +6,7 @@ cached profile, the memory ledger) lives here and nowhere else. Each item is cre
 and keyed by the settings it depends on, so a changed environment variable gets a new item rather
 than a stale one; `reset()` drops everything (tests; a new instance starts like this).
 
-The modules that define these things (`secrets`, `transport`, `ledger_*`, `webhook_auth`,
+The modules that define these things (`secrets`, `smtp_client`, `ledger_*`, `webhook_auth`,
 `templates`) only construct them; none of them imports this module, so dependencies point one way.
 """
 
@@ -32,7 +32,7 @@ from sender.providers import pool_size
 from sender.results import ResultsPublisher, new_publisher_client
 from sender.secrets import ProfileStore, new_secret_manager_client, source_for
 from sender.session_pool import SessionPool
-from sender.transport import new_tls_context
+from sender.smtp_client import new_tls_context
 from sender.webhook_auth import TokenStore, token_source
 
 if TYPE_CHECKING:  # imported by `template_environment` itself, when a template is first used

@@ -24,7 +24,10 @@ MESSAGE_LAYER = {
     "addresses", "header_safety", "message", "mime", "templates", "content_type", "thread_headers",
     "alert_group", "alertmanager", "grafana", "cloud_monitoring", "hook", "webhook_routes",
 }  # fmt: skip
-NETWORK_LAYER = {"transport", "secrets", "instance", "ledger_firestore", "send", "exactly_once"}
+NETWORK_LAYER = {
+    "transport", "smtp_client", "smtp_auth", "secrets", "instance", "ledger_firestore", "send",
+    "exactly_once",
+}  # fmt: skip
 
 
 def modules() -> dict[str, ast.Module]:
