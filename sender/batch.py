@@ -29,7 +29,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sender import logs
@@ -136,65 +136,76 @@ def send_all(
     for an item's failure. `redelivers`: the trigger (Pub/Sub) redelivers whatever is owed, so
     an item rejected by an earlier delivery is not tried again and the log lines say so."""
     started = time.monotonic()
-    ends_at = started + settings.send_deadline_s
-    context = contextvars.copy_context()
+    batch = _Batch(settings, via, redelivers, ends_at=started + settings.send_deadline_s)
     results: list[ItemResult | None] = [None] * len(documents)
-
-    def in_item_context(index: int, work: Callable[[], ItemResult]) -> ItemResult:
-        def run() -> ItemResult:
-            logs.bind(batch_index=index)
-            result = work()
-            _log(result, via=via, redelivers=redelivers)
-            return result
-
-        # A copy per item: one Context may be entered by one thread at a time.
-        return context.copy().run(run)
-
-    def send(job: _Job) -> ItemResult:
-        left = ends_at - time.monotonic()
-        if left <= 0:
-            return ItemResult(error=TransientError(NOT_ATTEMPTED))
-        try:
-            delivery = send_once(
-                job.request,
-                settings,
-                ledger_key=job.key,
-                deadline_s=left,
-                retry_rejected=not redelivers,
-            )
-        except SendError as error:
-            return ItemResult(error=error)
-        except Exception as exc:  # noqa: BLE001 - our bug: this item's result, not the batch's
-            logs.internal_error(exc, via=via)
-            return ItemResult()
-        return ItemResult(delivery)
-
     jobs: list[_Job] = []
     for index, document in enumerate(documents):
         parsed = _parse(index, document, key_of)
         if isinstance(parsed, _Job):
             jobs.append(parsed)
         else:
-            results[index] = in_item_context(index, _known(parsed))
-
+            results[index] = batch.in_item_context(index, _known(parsed))
     for phase in _phases(jobs):
-        workers = max(1, min(settings.smtp_pool_size, len(phase)))
-
-        def one(job: _Job) -> ItemResult:
-            return in_item_context(job.index, lambda: send(job))
-
-        if workers == 1:
-            done = [one(job) for job in phase]
-        else:
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="batch") as pool:
-                done = list(pool.map(one, phase))
-        for job, result in zip(phase, done, strict=True):
+        for job, result in zip(phase, batch.send_phase(phase), strict=True):
             results[job.index] = result
 
     final = [result for result in results if result is not None]
     assert len(final) == len(documents)  # every item was parsed or sent
     _summarise(final, via=via, elapsed_s=time.monotonic() - started)
     return final
+
+
+@dataclass
+class _Batch:
+    """What every item of one batch under way shares: settings, one time budget, the caller's
+    log context (each item's lines carry its `batch_index` besides the request's trace)."""
+
+    settings: Settings
+    via: str
+    redelivers: bool
+    ends_at: float  # time.monotonic() at which the batch's budget ends
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
+
+    def in_item_context(self, index: int, work: Callable[[], ItemResult]) -> ItemResult:
+        def run() -> ItemResult:
+            logs.bind(batch_index=index)
+            result = work()
+            _log(result, via=self.via, redelivers=self.redelivers)
+            return result
+
+        # A copy per item: one Context may be entered by one thread at a time.
+        return self.context.copy().run(run)
+
+    def send_phase(self, phase: list[_Job]) -> list[ItemResult]:
+        """Send the jobs of one phase, up to `SMTP_POOL_SIZE` at once; results in order."""
+
+        def one(job: _Job) -> ItemResult:
+            return self.in_item_context(job.index, lambda: self._send(job))
+
+        workers = max(1, min(self.settings.smtp_pool_size, len(phase)))
+        if workers == 1:
+            return [one(job) for job in phase]
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="batch") as pool:
+            return list(pool.map(one, phase))
+
+    def _send(self, job: _Job) -> ItemResult:
+        left = self.ends_at - time.monotonic()
+        if left <= 0:
+            return ItemResult(error=TransientError(NOT_ATTEMPTED))
+        try:
+            delivery = send_once(
+                job.request,
+                self.settings,
+                ledger_key=job.key,
+                deadline_s=left,
+                retry_rejected=not self.redelivers,
+            )
+        except SendError as error:
+            return ItemResult(error=error)
+        except Exception as exc:  # noqa: BLE001 - our bug: this item's result, not the batch's
+            logs.internal_error(exc, via=self.via)
+            return ItemResult()
+        return ItemResult(delivery)
 
 
 def _parse(index: int, document: Any, key_of: KeyOf) -> _Job | ItemResult:

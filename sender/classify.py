@@ -42,6 +42,21 @@ def _by_code(code: int, reason: str, message: str, condition: str) -> SendError:
     return RejectedError(reason, smtp_code=code, smtp_message=message, condition=condition)
 
 
+# What a refused reply refused, by smtplib's exception class (checked in this order: the last is
+# the base class of the others).
+_REFUSED_STEPS: tuple[tuple[type[smtplib.SMTPResponseException], str, str], ...] = (
+    (smtplib.SMTPSenderRefused, "the sender address was refused", "sender_refused"),
+    (smtplib.SMTPDataError, "the message was refused", "message_refused"),
+    (
+        smtplib.SMTPConnectError,
+        "the SMTP server refused the session in its greeting",
+        "greeting_refused",
+    ),
+    (smtplib.SMTPHeloError, "the SMTP server refused EHLO and HELO", "ehlo_refused"),
+    (smtplib.SMTPResponseException, "the SMTP server refused a command", "command_refused"),
+)
+
+
 def classify(exc: BaseException) -> SendError:  # noqa: PLR0911 - a branch per kind
     """Turn any exception from a send attempt into its single `SendError`."""
     if isinstance(exc, SendError):
@@ -53,20 +68,7 @@ def classify(exc: BaseException) -> SendError:  # noqa: PLR0911 - a branch per k
             "every recipient was refused", refused=refused, condition="recipients_refused"
         )
     if isinstance(exc, smtplib.SMTPAuthenticationError):
-        message = reply_text(exc.smtp_error)
-        if 400 <= exc.smtp_code < 500:  # 454 temporary authentication failure
-            return TransientError(
-                "authentication temporarily failed",
-                smtp_code=exc.smtp_code,
-                smtp_message=message,
-                condition="auth_temporary",
-            )
-        return AuthenticationError(
-            "the SMTP server refused the credentials",
-            smtp_code=exc.smtp_code,
-            smtp_message=message,
-            condition="auth_refused",
-        )
+        return _credentials_refused(exc)
     if isinstance(exc, smtplib.SMTPSenderRefused) and exc.smtp_code == 530:
         # RFC 4954: authentication required. The profile lacks the credentials the server
         # wants, which no retry of this message fixes and an operator must (keep the alert).
@@ -76,43 +78,31 @@ def classify(exc: BaseException) -> SendError:  # noqa: PLR0911 - a branch per k
             smtp_message=reply_text(exc.smtp_error),
             condition="auth_required",
         )
-    if isinstance(exc, smtplib.SMTPSenderRefused):
-        return _by_code(
-            exc.smtp_code,
-            "the sender address was refused",
-            reply_text(exc.smtp_error),
-            "sender_refused",
-        )
-    if isinstance(exc, smtplib.SMTPDataError):
-        return _by_code(
-            exc.smtp_code, "the message was refused", reply_text(exc.smtp_error), "message_refused"
-        )
-    if isinstance(exc, smtplib.SMTPConnectError):
-        return _by_code(
-            exc.smtp_code,
-            "the SMTP server refused the session in its greeting",
-            reply_text(exc.smtp_error),
-            "greeting_refused",
-        )
-    if isinstance(exc, smtplib.SMTPHeloError):
-        return _by_code(
-            exc.smtp_code,
-            "the SMTP server refused EHLO and HELO",
-            reply_text(exc.smtp_error),
-            "ehlo_refused",
-        )
+    if isinstance(exc, smtplib.SMTPResponseException):
+        reason, condition = next((r, c) for kind, r, c in _REFUSED_STEPS if isinstance(exc, kind))
+        return _by_code(exc.smtp_code, reason, reply_text(exc.smtp_error), condition)
     if isinstance(exc, smtplib.SMTPServerDisconnected):
         if "timed out" in str(exc):  # smtplib's own text when a read timed out
             return TransientError("the SMTP server did not answer in time", condition="timeout")
         return TransientError("the SMTP server closed the connection", condition="disconnected")
-    if isinstance(exc, smtplib.SMTPResponseException):
-        return _by_code(
-            exc.smtp_code,
-            "the SMTP server refused a command",
-            reply_text(exc.smtp_error),
-            "command_refused",
-        )
     return _network(exc)
+
+
+def _credentials_refused(exc: smtplib.SMTPAuthenticationError) -> SendError:
+    message = reply_text(exc.smtp_error)
+    if 400 <= exc.smtp_code < 500:  # 454 temporary authentication failure
+        return TransientError(
+            "authentication temporarily failed",
+            smtp_code=exc.smtp_code,
+            smtp_message=message,
+            condition="auth_temporary",
+        )
+    return AuthenticationError(
+        "the SMTP server refused the credentials",
+        smtp_code=exc.smtp_code,
+        smtp_message=message,
+        condition="auth_refused",
+    )
 
 
 def _network(exc: BaseException) -> SendError:

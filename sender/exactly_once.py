@@ -85,49 +85,11 @@ def send_once(
         previous = SendResult(entry.message_id or "", list(entry.accepted), dict(entry.refused))
         return Delivery(previous, duplicate=True)
     claim = answer.claim
-    earlier = claim.previous_failure
-    if not retry_rejected and earlier is not None and earlier.error == Disposition.REJECTED.value:
-        _release(ledger, claim, earlier)  # the record says what it said before
-        raise AlreadyRejectedError(
-            earlier.detail,
-            smtp_code=earlier.smtp_code,
-            smtp_message=earlier.smtp_message,
-            refused=dict(earlier.refused),
-        )
+    if not retry_rejected:
+        _refuse_if_rejected_before(ledger, claim)
     if claim.taken_over:
         logs.claim_taken_over(attempt=claim.attempt)
-    recipients = None
-    if claim.owed is not None:
-        owed = set(claim.owed)
-        recipients = [m for m in request.recipients() if m.addr_spec in owed]
-        logs.resuming_partial_send(owed=list(claim.owed), accepted_count=len(claim.accepted))
-    seed = message_id_seed(ledger_key, request)
-    try:
-        result = send_email(
-            request, settings, seed=seed, recipients=recipients, deadline_s=deadline_s
-        )
-    except SendError as error:
-        failure = failure_of(error)
-        if error.refused and claim.accepted:
-            # Every owed recipient was refused this time, but earlier attempts were accepted:
-            # that is progress on a partly sent message, not a failure to forget.
-            result = SendResult(claim.message_id or "", [], dict(error.refused))
-        elif all(split_refusals(error.refused)):
-            # Nothing was ever accepted, but the 5xx refusals are final: remember them, so the
-            # redelivery this (transient) error asks for goes to the 4xx recipients only.
-            _record_refusals(ledger, claim, error.refused, failure)
-            _announce_failure(settings, ledger_key, claim, failure)
-            raise
-        else:
-            _release(ledger, claim, failure)
-            _announce_failure(settings, ledger_key, claim, failure)
-            raise
-    except BaseException as exc:
-        failure = Failure(FAILED, "internal", f"internal error ({type(exc).__name__})")
-        _release(ledger, claim, failure)  # nothing was sent: let the next delivery try at once
-        if isinstance(exc, Exception):
-            _announce_failure(settings, ledger_key, claim, failure)
-        raise
+    result = _send_claimed(request, settings, ledger, ledger_key, claim, deadline_s=deadline_s)
     delivery, status = _record(ledger, claim, result)
     _announce(settings, ledger_key, status)
     return delivery
@@ -226,6 +188,63 @@ def _release(ledger: Ledger, claim: Claim, failure: Failure) -> None:
 
 
 # --- outcome events (RESULTS_TOPIC), published after the ledger record ------------------------
+
+
+def _refuse_if_rejected_before(ledger: Ledger, claim: Claim) -> None:
+    """Answer a key whose previous attempt a server rejected for good with that rejection."""
+    earlier = claim.previous_failure
+    if earlier is None or earlier.error != Disposition.REJECTED.value:
+        return
+    _release(ledger, claim, earlier)  # the record says what it said before
+    raise AlreadyRejectedError(
+        earlier.detail,
+        smtp_code=earlier.smtp_code,
+        smtp_message=earlier.smtp_message,
+        refused=dict(earlier.refused),
+    )
+
+
+def _send_claimed(
+    request: EmailRequest,
+    settings: Settings,
+    ledger: Ledger,
+    ledger_key: str,
+    claim: Claim,
+    *,
+    deadline_s: float | None,
+) -> SendResult:
+    """Send to the recipients `claim` still owes. On failure the claim is recorded (final
+    refusals) or released (nothing to keep), the failure announced, and the error re-raised."""
+    recipients = None
+    if claim.owed is not None:
+        owed = set(claim.owed)
+        recipients = [m for m in request.recipients() if m.addr_spec in owed]
+        logs.resuming_partial_send(owed=list(claim.owed), accepted_count=len(claim.accepted))
+    seed = message_id_seed(ledger_key, request)
+    try:
+        return send_email(
+            request, settings, seed=seed, recipients=recipients, deadline_s=deadline_s
+        )
+    except SendError as error:
+        failure = failure_of(error)
+        if error.refused and claim.accepted:
+            # Every owed recipient was refused this time, but earlier attempts were accepted:
+            # that is progress on a partly sent message, not a failure to forget.
+            return SendResult(claim.message_id or "", [], dict(error.refused))
+        if all(split_refusals(error.refused)):
+            # Nothing was ever accepted, but the 5xx refusals are final: remember them, so the
+            # redelivery this (transient) error asks for goes to the 4xx recipients only.
+            _record_refusals(ledger, claim, error.refused, failure)
+        else:
+            _release(ledger, claim, failure)
+        _announce_failure(settings, ledger_key, claim, failure)
+        raise
+    except BaseException as exc:
+        failure = Failure(FAILED, "internal", f"internal error ({type(exc).__name__})")
+        _release(ledger, claim, failure)  # nothing was sent: let the next delivery try at once
+        if isinstance(exc, Exception):
+            _announce_failure(settings, ledger_key, claim, failure)
+        raise
 
 
 def _send_unkeyed(request: EmailRequest, settings: Settings, deadline_s: float | None) -> Delivery:

@@ -162,7 +162,32 @@ def build_message(
     """The message bytes and envelope. `seed` (`message_id_seed`) makes the Message-ID
     deterministic; `recipients` narrows the envelope (a redelivery that owes only some
     recipients); headers always show the original To and Cc."""
+    now = now or datetime.now(UTC)
+    message_id = make_message_id(from_address.domain, seed)
     message = EmailMessage(policy=_POLICY)
+    _set_headers(message, request, content, from_address, message_id=message_id, now=now)
+    _set_body(message, content)
+    _attach(message, request)
+
+    data = _serialise(message)
+    if len(data) > max_bytes:
+        raise MessageTooLargeError.one(
+            "body", f"the built message is {len(data)} bytes; the limit is {max_bytes}"
+        )
+    envelope_recipients = recipients if recipients is not None else request.recipients()
+    envelope = Envelope(from_address.addr_spec, [m.addr_spec for m in envelope_recipients])
+    return BuiltMessage(message_id=message_id, envelope=envelope, data=data)
+
+
+def _set_headers(
+    message: EmailMessage,
+    request: EmailRequest,
+    content: Content,
+    from_address: Mailbox,
+    *,
+    message_id: str,
+    now: datetime,
+) -> None:
     message["From"] = from_address.header_address()
     message["To"] = [m.header_address() for m in request.to]
     if request.cc:
@@ -170,9 +195,7 @@ def build_message(
     if request.reply_to:
         message["Reply-To"] = [m.header_address() for m in request.reply_to]
     message["Subject"] = content.subject
-    now = now or datetime.now(UTC)
     message["Date"] = format_datetime(now)
-    message_id = make_message_id(from_address.domain, seed)
     message["Message-ID"] = message_id
     # RFC 3834: tells auto-responders (vacation replies, ticket systems) not to answer an alert.
     message["Auto-Submitted"] = "auto-generated"
@@ -186,7 +209,8 @@ def build_message(
             if name not in message:  # a caller's own header of that name stays as given
                 message[name] = value
 
-    _set_body(message, content)
+
+def _attach(message: EmailMessage, request: EmailRequest) -> None:
     for attachment in request.attachments:
         kind = content_type.for_attachment(
             attachment.content_type, attachment.filename, attachment.content
@@ -198,12 +222,3 @@ def build_message(
             filename=attachment.filename,
             params=kind.params,
         )
-
-    data = _serialise(message)
-    if len(data) > max_bytes:
-        raise MessageTooLargeError.one(
-            "body", f"the built message is {len(data)} bytes; the limit is {max_bytes}"
-        )
-    envelope_recipients = recipients if recipients is not None else request.recipients()
-    envelope = Envelope(from_address.addr_spec, [m.addr_spec for m in envelope_recipients])
-    return BuiltMessage(message_id=message_id, envelope=envelope, data=data)

@@ -71,13 +71,33 @@ def _default_security(port: int) -> Security:
     return "ssl" if port == 465 else "starttls"
 
 
-def _build(raw: Mapping[str, Any]) -> SmtpProfile:  # noqa: PLR0912 - one check per key
+def _build(raw: Mapping[str, Any]) -> SmtpProfile:
     values, preset = apply_preset(raw)
+    host = _host(values)
+    port, security = _port_and_security(values, host)
+    username, password, oauth2 = _credentials(values, security)
+    return SmtpProfile(
+        host,
+        port,
+        security,
+        username,
+        password,
+        _from_address(values),
+        provider=preset.name if preset else None,
+        oauth2=oauth2,
+        limits=preset.limits if preset else Limits(),
+    )
+
+
+def _host(values: Mapping[str, Any]) -> str:
     host = values.get("host")
     if not isinstance(host, str) or not host.strip() or has_control_characters(host):
         raise ConfigurationError("the SMTP profile has no valid host")
-    host = host.strip()
+    return host.strip()
 
+
+def _port_and_security(values: Mapping[str, Any], host: str) -> tuple[int, Security]:
+    """The port and TLS mode, each defaulted from the other (465 <-> ssl, 587 <-> starttls)."""
     raw_port = values.get("port")
     try:
         port = int(raw_port) if raw_port not in (None, "") else None
@@ -98,49 +118,48 @@ def _build(raw: Mapping[str, Any]) -> SmtpProfile:  # noqa: PLR0912 - one check 
         raise ConfigurationError(
             "security 'none' is allowed only for a loopback host; use ssl or starttls"
         )
+    return port, security
 
+
+def _credentials(
+    values: Mapping[str, Any], security: Security
+) -> tuple[str | None, str | None, OAuth2Config | None]:
+    """Username, and a password or an OAuth2 configuration (never both)."""
     username = values.get("username") or None
     password = values.get("password")
     if username is not None and (not isinstance(username, str) or has_control_characters(username)):
         raise ConfigurationError("the SMTP profile's username is not a valid string")
     if password is not None and not isinstance(password, str):
         raise ConfigurationError("the SMTP profile's password is not a string")
-    oauth2 = None
-    if values.get("oauth2") is not None:
-        if password:
+    if values.get("oauth2") is None:
+        if username and not password:
             raise ConfigurationError(
-                "the SMTP profile has both oauth2 and a password; they exclude each other: "
-                "remove the password to sign in with a token"
+                "the SMTP profile has a username but neither password nor oauth2"
             )
-        if security == "none":
-            raise ConfigurationError(
-                "an oauth2 token is only ever sent over TLS: security 'none' cannot sign in "
-                "with oauth2; use ssl or starttls"
-            )
-        oauth2 = parse_oauth2(values["oauth2"], username=username)
-    elif username and not password:
-        raise ConfigurationError("the SMTP profile has a username but neither password nor oauth2")
+        return username, password or None, None
+    if password:
+        raise ConfigurationError(
+            "the SMTP profile has both oauth2 and a password; they exclude each other: "
+            "remove the password to sign in with a token"
+        )
+    if security == "none":
+        raise ConfigurationError(
+            "an oauth2 token is only ever sent over TLS: security 'none' cannot sign in "
+            "with oauth2; use ssl or starttls"
+        )
+    return username, None, parse_oauth2(values["oauth2"], username=username)
 
-    from_address = None
+
+def _from_address(values: Mapping[str, Any]) -> Mailbox | None:
     raw_from = values.get("from")
-    if raw_from not in (None, ""):
-        if not isinstance(raw_from, str):
-            raise ConfigurationError("the SMTP profile's from is not a string")
-        try:
-            from_address = parse_mailbox(raw_from)
-        except AddressError as exc:
-            raise ConfigurationError(f"the SMTP profile's from address {exc}") from None
-    return SmtpProfile(
-        host,
-        port,
-        security,
-        username,
-        password or None,
-        from_address,
-        provider=preset.name if preset else None,
-        oauth2=oauth2,
-        limits=preset.limits if preset else Limits(),
-    )
+    if raw_from in (None, ""):
+        return None
+    if not isinstance(raw_from, str):
+        raise ConfigurationError("the SMTP profile's from is not a string")
+    try:
+        return parse_mailbox(raw_from)
+    except AddressError as exc:
+        raise ConfigurationError(f"the SMTP profile's from address {exc}") from None
 
 
 def parse_profile(payload: bytes, fallback: Mapping[str, str] | None = None) -> SmtpProfile:

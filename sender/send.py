@@ -61,6 +61,8 @@ def _build(
     seed: str | None,
     recipients: list[Mailbox] | None,
 ) -> BuiltMessage:
+    """The message as *profile* sends it: its from address, within its provider's limits."""
+    check_provider_limits(request, profile, recipients)
     return build_message(
         request,
         content,
@@ -136,10 +138,8 @@ def send_email(
     lease (deadline + margin) runs out.
     """
     total_s = settings.send_deadline_s
-    if deadline_s is not None:
-        total_s = min(total_s, deadline_s)
     deadline = Deadline(
-        total_s,
+        total_s if deadline_s is None else min(total_s, deadline_s),
         expired=transport.session_deadline_error,
         step_s=settings.smtp_timeout_s,
         alarms=instance.alarm_clock(),
@@ -148,15 +148,7 @@ def send_email(
     check_recipients(request, settings)
     store = instance.profile_store(settings)
     loaded = store.get(deadline)
-    check_provider_limits(request, loaded.profile, recipients)
-    built = _build(
-        request,
-        content,
-        loaded.profile,
-        settings,
-        seed=seed,
-        recipients=recipients,
-    )
+    built = _build(request, content, loaded.profile, settings, seed=seed, recipients=recipients)
     try:
         return _deliver(built, loaded, settings, deadline)
     except AuthenticationError:
@@ -173,13 +165,5 @@ def send_email(
             logs.idp_refused_secret_unchanged(flow=refusal.flow, code=refusal.code)
             raise
     # The secret was rotated: the new profile may carry a new host or from, so rebuild.
-    check_provider_limits(request, fresh.profile, recipients)
-    built = _build(
-        request,
-        content,
-        fresh.profile,
-        settings,
-        seed=seed,
-        recipients=recipients,
-    )
+    built = _build(request, content, fresh.profile, settings, seed=seed, recipients=recipients)
     return _deliver(built, fresh, settings, deadline)
