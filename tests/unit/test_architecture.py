@@ -2,7 +2,8 @@
 
 These fail when a change puts state, an error class or an import where a new owner would not look
 for it: the import graph has no cycle, building a message never reaches the network layer, only
-`sender/instance.py` keeps warm-instance state, every exception is in `sender/errors.py`, and
+`sender/instance.py` keeps warm-instance state, every exception is in `sender/errors.py`, no
+function is longer than a screen, and
 README's Configuration and Layout tables say what the code says.
 """
 
@@ -71,6 +72,22 @@ def reachable(start: str) -> set[str]:
                 seen.add(dep)
                 stack.append(dep)
     return seen
+
+
+# A function longer than a screen does more than one thing; name its steps instead.
+MAX_FUNCTION_LINES = 56
+
+
+def test_no_function_of_the_package_is_longer_than_a_screen() -> None:
+    too_long = sorted(
+        f"{name}.{node.name}: {node.end_lineno - node.lineno + 1} lines"
+        for name, tree in modules().items()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno is not None
+        and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+    )
+    assert too_long == []
 
 
 def test_no_module_of_the_package_imports_itself_back() -> None:
