@@ -3,8 +3,8 @@
 These fail when a change puts state, an error class or an import where a new owner would not look
 for it: the import graph has no cycle, building a message never reaches the network layer, only
 `sender/instance.py` keeps warm-instance state, every exception is in `sender/errors.py`, no
-function is longer than a screen, and
-README's Configuration and Layout tables say what the code says.
+function is longer than a screen, and README's Configuration and Layout tables say what the code
+says.
 """
 
 from __future__ import annotations
