@@ -205,7 +205,11 @@ def _transaction(
         code, reply = client.rcpt(recipient)
         if code not in (250, 251):
             refused[recipient] = (code, reply)
-        if code == 421:  # the server is closing the session: every remaining RCPT would fail
+        if code == 421:
+            # The server is closing the session before DATA: no recipient gets this message,
+            # so every one without a final refusal is owed its 421 (a redelivery sends to them).
+            for other in envelope.recipients:
+                refused.setdefault(other, (code, reply))
             raise smtplib.SMTPRecipientsRefused(refused)
     if len(refused) == len(envelope.recipients):
         # No RSET: an error ends the session anyway, and a server that never answers RSET must

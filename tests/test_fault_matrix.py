@@ -304,7 +304,8 @@ FAULTS: list[Fault] = [
     Fault(
         "rcpt-421-closing-on-the-second",
         rcpt(**{BUSY: reply(421, "4.3.2 Shutting down", then="close")}),
-        unavailable(refused={BUSY: 421}, never=("DATA",)),
+        # OK's RCPT was accepted, but no DATA followed: it is owed the message as much as BUSY.
+        unavailable(refused={OK: 421, BUSY: 421}, never=("DATA",)),
         to=(OK, BUSY),
     ),
     # -- DATA and after the dot -------------------------------------------------------------------

@@ -122,6 +122,25 @@ def test_redelivered_event_after_a_transient_failure_is_sent_once(
     assert len(server.wait_for_messages(1)) == 1
 
 
+def test_a_server_closing_mid_recipients_leaves_every_untried_recipient_owed(
+    event_client: Any, server: SmtpTestServer
+) -> None:
+    # gone@ is refused for good, then the server closes the session at closing@'s RCPT: the
+    # recipients after it were never tried and must not be forgotten by the redelivery.
+    server.reject_recipient("gone@example.com", "550 5.1.1 No such user")
+    server.reject_recipient("closing@example.com", "421 4.3.2 Shutting down")
+    to = ["gone@example.com", "closing@example.com", "later1@example.com", "later2@example.com"]
+    message = {**MESSAGE, "to": to}
+    first = pubsub.post_event(event_client, message, event_id="evt-421")
+    server.clear_faults()  # (gone@ is not asked again: its 550 was final)
+    second = pubsub.post_event(event_client, message, event_id="evt-421")
+
+    assert first.status_code == 500  # redeliver: recipients are owed
+    assert second.status_code == 200, second.get_data(as_text=True)
+    [delivered] = server.wait_for_messages(1)
+    assert sorted(delivered.rcpt_tos) == to[1:]
+
+
 def test_same_event_delivered_twice_sends_one_email(
     event_client: Any, server: SmtpTestServer
 ) -> None:
