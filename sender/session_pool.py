@@ -57,7 +57,6 @@ class SessionPool:
         self._idle: list[Session] = []  # last in, first out: the warmest session first
         self._open = 0  # idle + in use + being opened
         self._fingerprint: str | None = None
-        self.opened = 0  # sessions opened over the pool's life (for tests and the benchmark)
 
     def send(
         self,
@@ -80,7 +79,6 @@ class SessionPool:
                     session = transport.open_session(
                         profile, context=context, deadline=deadline, access_token=access_token
                     )
-                    self.opened += 1
                 refused = session.send(envelope, message, deadline=deadline, reused=reused)
             except StaleSessionError:
                 self._forget(session)
@@ -104,10 +102,7 @@ class SessionPool:
             # The coldest idle sessions go first (the list ends with the warmest).
             count = max(0, min(len(self._idle), self._open - size))
             excess, self._idle = self._idle[:count], self._idle[count:]
-            self._open -= count
-            self._changed.notify_all()
-        for session in excess:
-            session.quit()
+        self._retire(excess)  # their slots are freed once their QUITs are answered
 
     def drain(self) -> None:
         """Close every idle session (credentials refused: none of them may be trusted)."""

@@ -113,11 +113,14 @@ class Session:
             return True
         if isinstance(sock, ssl.SSLSocket) and sock.pending():
             return True
+        # poll, not select: select refuses a descriptor numbered 1024 or more, which a busy
+        # instance reaches, and every pooled session would then look closed.
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
         try:
-            readable, _, _ = select.select([sock], [], [], 0)
-        except (OSError, ValueError):
+            return bool(poller.poll(0))
+        except OSError:
             return True
-        return bool(readable)
 
     def send(
         self, envelope: Envelope, message: bytes, *, deadline: Deadline, reused: bool = False
