@@ -10,10 +10,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from sender.alarm_clock import AlarmClock
 from sender.errors import SendError
+
+T = TypeVar("T")
 
 
 class Cancellable(Protocol):
@@ -56,6 +58,30 @@ class Deadline:
             raise self._expired()
         limits = [left] + [c for c in (cap, self._step_s) if c is not None]
         return min(limits)
+
+    def retry(
+        self,
+        call: Callable[[float], T],
+        *,
+        transient: Callable[[Exception], bool],
+        first_delay_s: float,
+        max_delay_s: float,
+    ) -> T:
+        """`call(timeout)`, retried with exponential backoff while it raises an error that
+        `transient` accepts and the deadline leaves room for the next wait.
+
+        Every attempt gets only what is left (`budget`), unlike a client library's own retry,
+        whose timeout restarts per attempt (callers switch that off with ``retry=None``).
+        """
+        delay = first_delay_s
+        while True:
+            try:
+                return call(self.budget())
+            except Exception as exc:
+                if not transient(exc) or self.left() <= delay:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, max_delay_s)
 
     def error(self) -> SendError:
         """The error this deadline's expiry is (for code that notices it by other means)."""

@@ -177,21 +177,14 @@ def _operation_deadline(seconds: float) -> Deadline:
 
 
 def _rpc(deadline: Deadline, call: Callable[[float], T]) -> T:
-    """`call(timeout)`: one RPC, retried on transient errors while the deadline allows.
-
-    The client library's own retry is switched off (`retry=None` at every call site): its timeout
-    restarts per attempt, where here every attempt gets only what is left of the operation's time.
-    """
-    delay = _BACKOFF_INITIAL_S
-    while True:
-        timeout = deadline.budget()
-        try:
-            return call(timeout)
-        except Exception as exc:
-            if not api_retry.if_transient_error(exc) or deadline.left() <= delay:
-                raise
-        time.sleep(delay)
-        delay = min(delay * 2, _BACKOFF_MAX_S)
+    """`call(timeout)`: one RPC, retried on transient errors while the operation's deadline
+    allows (`retry=None` at every call site: the library's own retry restarts its timeout)."""
+    return deadline.retry(
+        call,
+        transient=api_retry.if_transient_error,
+        first_delay_s=_BACKOFF_INITIAL_S,
+        max_delay_s=_BACKOFF_MAX_S,
+    )
 
 
 @dataclass(frozen=True, slots=True)

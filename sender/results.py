@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -145,16 +144,11 @@ class ResultsPublisher:
             data=json.dumps(outcome, ensure_ascii=False).encode("utf-8"),
             attributes={"state": str(outcome.get("state")), "trigger": str(outcome["trigger"])},
         )
-        delay = _BACKOFF_INITIAL_S
-        while True:
-            # The library's own retry restarts its timeout per attempt; here every attempt gets
-            # only what is left of the one bound.
-            timeout = deadline.budget()
-            try:
-                client.publish(topic=topic, messages=[message], retry=None, timeout=timeout)
-                return
-            except Exception as exc:
-                if not api_retry.if_transient_error(exc) or deadline.left() <= delay:
-                    raise
-            time.sleep(delay)
-            delay = min(delay * 2, _BACKOFF_MAX_S)
+        deadline.retry(
+            lambda timeout: client.publish(
+                topic=topic, messages=[message], retry=None, timeout=timeout
+            ),
+            transient=api_retry.if_transient_error,
+            first_delay_s=_BACKOFF_INITIAL_S,
+            max_delay_s=_BACKOFF_MAX_S,
+        )
