@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, ClassVar
 
-from sender.outcome import Refusal
+from sender.outcome import Refusal, refused_json
 
 
 class SmtpSenderError(Exception):
@@ -85,7 +85,7 @@ class SendError(SmtpSenderError):
         if self.smtp_message:
             body["smtp_message"] = self.smtp_message
         if self.refused:
-            body["refused"] = {a: r.as_json() for a, r in self.refused.items()}
+            body["refused"] = refused_json(self.refused)
         if self.hint:
             body["hint"] = self.hint
         return body
@@ -96,7 +96,7 @@ class SendError(SmtpSenderError):
             fields["smtp_code"] = self.smtp_code
             fields["smtp_message"] = self.smtp_message
         if self.refused:
-            fields["refused"] = {a: r.as_json() for a, r in self.refused.items()}
+            fields["refused"] = refused_json(self.refused)
         if self.hint:
             fields["hint"] = self.hint
         return fields

@@ -52,7 +52,7 @@ from sender.ledger import (
     new_token,
     released,
 )
-from sender.outcome import Refusal
+from sender.outcome import Refusal, refused_json
 
 # One ledger operation (all its reads, writes and retries) ends within this many seconds. Firestore
 # answers in milliseconds when healthy, so this only bounds an outage; the send path waits for the
@@ -85,10 +85,6 @@ def _seconds(value: Any) -> float | None:
     return value.timestamp() if isinstance(value, datetime) else None
 
 
-def _refused_map(refused: Mapping[str, Refusal]) -> dict[str, Any]:
-    return {addr: r.as_json() for addr, r in refused.items()}
-
-
 def _refusals(data: Any) -> dict[str, Refusal]:
     return {
         addr: Refusal(int(r.get("code", 0)), str(r.get("message", "")))
@@ -105,7 +101,7 @@ def _failure_map(failure: Failure | None) -> dict[str, Any] | None:
         "detail": failure.detail,
         "smtp_code": failure.smtp_code,
         "smtp_message": failure.smtp_message,
-        "refused": _refused_map(failure.refused),
+        "refused": refused_json(failure.refused),
     }
 
 
@@ -131,7 +127,7 @@ def to_document(entry: Entry) -> dict[str, Any]:
         "done": entry.done,
         "message_id": entry.message_id,
         "accepted": list(entry.accepted),
-        "refused": _refused_map(entry.refused),
+        "refused": refused_json(entry.refused),
         "owed": None if entry.owed is None else list(entry.owed),
         "attempts": entry.attempts,
         "expire_at": _timestamp(entry.expire_at),

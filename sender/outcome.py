@@ -39,7 +39,12 @@ class SendResult:
         return "partial" if self.refused else "sent"
 
     def refused_json(self) -> dict[str, dict[str, Any]]:
-        return {addr: refusal.as_json() for addr, refusal in self.refused.items()}
+        return refused_json(self.refused)
+
+
+def refused_json(refused: Mapping[str, Refusal]) -> dict[str, dict[str, Any]]:
+    """Refused recipients as every answer, log line, event and stored record shows them."""
+    return {addr: refusal.as_json() for addr, refusal in refused.items()}
 
 
 def reply_text(raw: bytes | str | None) -> str:

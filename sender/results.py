@@ -33,7 +33,8 @@ from sender import logs
 from sender.deadline import Deadline
 from sender.errors import ConfigurationError, SmtpSenderError, TransientError
 from sender.ledger import Status
-from sender.status import failure_json, refused_json, rfc3339
+from sender.outcome import refused_json
+from sender.status import failure_json, rfc3339
 
 # A topic id: 3-255 characters, a letter first (Pub/Sub's resource name rules).
 _TOPIC_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_.~+%-]{2,254}$")

@@ -15,7 +15,7 @@ from typing import Any
 from sender.errors import InvalidRequestError
 from sender.ledger import Failure, Status
 from sender.message import check_idempotency_key
-from sender.outcome import Refusal
+from sender.outcome import refused_json
 
 PATH_PREFIX = "/messages/"
 # `?trigger=` -> the namespace the trigger keys its ledger records in (see the triggers).
@@ -44,10 +44,6 @@ def rfc3339(seconds: float | None) -> str | None:
         return None
     moment = datetime.fromtimestamp(seconds, UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def refused_json(refused: Mapping[str, Refusal]) -> dict[str, dict[str, Any]]:
-    return {addr: refusal.as_json() for addr, refusal in refused.items()}
 
 
 def failure_json(failure: Failure) -> dict[str, Any]:
