@@ -16,7 +16,6 @@ the batch, then each message alone).
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import flask
@@ -47,7 +46,7 @@ def _json(
     body: dict[str, Any], status: int, headers: dict[str, str] | None = None
 ) -> flask.Response:
     return flask.Response(
-        json.dumps(body, ensure_ascii=False),
+        logs.json_text(body),
         status=status,
         headers=headers or {},
         mimetype="application/json",

@@ -29,7 +29,7 @@ from pydantic_core import PydanticCustomError
 from sender import content_type
 from sender.addresses import Mailbox, parse_mailbox
 from sender.errors import AddressError, ContentTypeError, FieldProblem, InvalidRequestError
-from sender.header_safety import has_lone_surrogate, unsafe_reason
+from sender.header_safety import has_lone_surrogate, unsafe_reason, without_lone_surrogates
 
 # Headers the function writes itself, or that would change who receives the message or how it
 # is parsed. A caller setting them could forge a sender, add hidden recipients or break MIME.
@@ -215,6 +215,13 @@ class EmailRequest(BaseModel):
         return unique
 
 
+def _child(path: str, key: object) -> str:
+    """The path of `key` below `path`; a key that is not valid text is quoted with U+FFFD in
+    place of its unpaired surrogates (a field path goes into answers and log lines)."""
+    name = without_lone_surrogates(str(key))
+    return f"{path}.{name}" if path else name
+
+
 def _field_path(loc: tuple[int | str, ...], kind: str) -> str:
     """pydantic's `("to", 1)` -> `to[1]`; `("attachments", 0, "content")` -> its dotted path.
 
@@ -226,7 +233,7 @@ def _field_path(loc: tuple[int | str, ...], kind: str) -> str:
         elif part == "[key]":  # pydantic's marker for a dict key
             continue
         else:
-            path += f".{part}" if path else str(part)
+            path = _child(path, part)
     if path == "from" or path.startswith("from."):
         return "from"
     if not path:
@@ -269,7 +276,7 @@ def _as_dicts(value: Any, path: str, repeated: list[FieldProblem]) -> Any:
     if isinstance(value, _Pairs):
         result: dict[str, Any] = {}
         for key, item in value:
-            child = f"{path}.{key}" if path else key
+            child = _child(path, key)
             if key in result:
                 repeated.append(FieldProblem(child, "appears more than once in the same object"))
             result[key] = _as_dicts(item, child, repeated)
@@ -319,7 +326,7 @@ def _unusable_strings(value: Any, path: str, depth: int = 0) -> list[FieldProble
     problems: list[FieldProblem] = []
     if isinstance(value, dict):
         for key, item in value.items():
-            child = f"{path}.{key}" if path else str(key)
+            child = _child(path, key)
             if has_lone_surrogate(str(key)):
                 problems.append(
                     FieldProblem(path or "body", "has a key with an unpaired surrogate")
