@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from sender.errors import InvalidRequestError
-from sender.message import EmailRequest, field_problems, parse_request
+from sender.message import EmailRequest, check_text, field_problems, parse_request
 
 Payload = TypeVar("Payload", bound=BaseModel)
 
@@ -93,6 +93,8 @@ def validate(model: type[Payload], payload: Any, what: str) -> Payload:
     """A source's webhook body, validated: a 400 naming each bad field, never a half email."""
     if not isinstance(payload, dict):
         raise InvalidRequestError.one("body", f"must be {what} JSON object")
+    # First: a label the model accepts may still be text no hash, log line or email can encode.
+    check_text(payload)
     try:
         return model.model_validate(payload)
     except ValidationError as exc:

@@ -338,6 +338,14 @@ def _unusable_strings(value: Any, path: str, depth: int = 0) -> list[FieldProble
     return problems
 
 
+def check_text(document: Any) -> None:
+    """`InvalidRequestError` naming each string (or key) of a caller's decoded JSON that no email
+    can carry, and absurd nesting: run on a document before any model or hash looks at it."""
+    problems = _unusable_strings(document, "")
+    if problems:
+        raise InvalidRequestError(problems[:20])
+
+
 def check_idempotency_key(value: str, field_name: str) -> str:
     """A key given outside the body (a header, a Pub/Sub attribute, a URL): surrounding blanks
     dropped, then 1 to `MAX_IDEMPOTENCY_KEY_CHARS` printable characters, else `InvalidRequestError`.
@@ -354,9 +362,7 @@ def parse_request(data: Any) -> EmailRequest:
     """Decoded JSON -> an `EmailRequest`; else `InvalidRequestError` naming each field."""
     if not isinstance(data, dict):
         raise InvalidRequestError.one("body", "must be a JSON object")
-    problems = _unusable_strings(data, "")
-    if problems:
-        raise InvalidRequestError(problems[:20])
+    check_text(data)
     try:
         return EmailRequest.model_validate(data)
     except ValidationError as exc:

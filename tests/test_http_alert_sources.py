@@ -5,6 +5,7 @@ renders the user's own template, and Cloud Monitoring's Pub/Sub channel reaches 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -250,4 +251,25 @@ def test_a_malformed_pubsub_notification_is_acked_with_one_error(
     errors = [r for r in log_records(capsys.readouterr().out) if r["severity"] == "ERROR"]
     assert [e["message"] for e in errors] == ["invalid email request"]
     assert errors[0]["details"][0]["field"] == "incident.state"
+    assert_nothing_sent(server)
+
+
+@pytest.mark.parametrize("source", ["alertmanager", "grafana"])
+def test_a_label_with_a_lone_surrogate_is_a_400_naming_it(
+    http_client: Any, server: SmtpTestServer, source: str
+) -> None:
+    """A label no email can carry (and no fingerprint to stand in for the label set): the
+    caller's own field is named, before anything is hashed or rendered."""
+    path, body, *_ = SOURCES[source]
+    payload = body()
+    for alert in payload["alerts"]:
+        alert.pop("fingerprint", None)
+    payload["alerts"][0]["labels"]["instance"] = "db-\ud800"
+    response = http_client.post(
+        f"{path}?to=ops@example.com", data=json.dumps(payload), content_type="application/json"
+    )
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert response.get_json()["details"] == [
+        {"field": "alerts[0].labels.instance", "problem": "contains an unpaired surrogate"}
+    ]
     assert_nothing_sent(server)
