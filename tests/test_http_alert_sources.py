@@ -12,7 +12,12 @@ from typing import Any
 import pytest
 
 from tests.support import pubsub
-from tests.support.checks import assert_nothing_sent, assert_one_conversation, log_records
+from tests.support.checks import (
+    assert_misconfigured,
+    assert_nothing_sent,
+    assert_one_conversation,
+    log_records,
+)
 from tests.support.env import SenderEnv
 from tests.support.payloads import EXAMPLE_TEMPLATES, incident, load, resolved
 from tests.support.smtp_server import SmtpTestServer
@@ -117,6 +122,35 @@ def test_alert_recipients_stand_in_for_a_missing_to(
         "db@example.com",
         "oncall@example.com",
     ]
+
+
+TYPO = "oncall@example.com, db@@example.com"  # an operator's typo in the second address
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_a_typo_in_alert_recipients_is_misconfigured_not_the_callers_fault(
+    http_client: Any,
+    server: SmtpTestServer,
+    sender_env: SenderEnv,
+    source: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A 400 would make Alertmanager and Grafana drop the alert; a 500 makes them retry while
+    the operator fixes the setting. The answer names the setting, not its value."""
+    sender_env.set(ALERT_RECIPIENTS=TYPO)
+    path, body, *_ = SOURCES[source]
+    response = http_client.post(path, json=body())
+    assert_misconfigured(response)
+    detail = response.get_json()["detail"]
+    assert "ALERT_RECIPIENTS" in detail
+    assert "entry 2" in detail
+    assert "example.com" not in detail
+    errors = [r for r in log_records(capsys.readouterr().out) if r["severity"] == "ERROR"]
+    assert [e["error"] for e in errors] == ["misconfigured"]
+    assert_nothing_sent(server)
+    # ?to= still wins: the caller's own recipients need no setting.
+    given = http_client.post(f"{path}?to=ops@example.com", json=body())
+    assert given.status_code == 200, given.get_data(as_text=True)
 
 
 def test_a_callers_idempotency_key_wins_over_the_derived_one(
@@ -233,6 +267,25 @@ def test_pubsub_channel_without_alert_recipients_waits_for_the_operator(
     assert_nothing_sent(server)
     sender_env.set(ALERT_RECIPIENTS="oncall@example.com")
     again = pubsub.post_event(event_client, incident("open"), event_id="cm-1")
+    assert again.status_code == 200, again.get_data(as_text=True)
+    assert len(server.wait_for_messages(1)) == 1
+
+
+def test_pubsub_channel_with_a_typo_in_alert_recipients_waits_for_the_operator(
+    event_client: Any,
+    server: SmtpTestServer,
+    sender_env: SenderEnv,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    sender_env.set(ALERT_RECIPIENTS=TYPO)
+    first = pubsub.post_event(event_client, incident("open"), event_id="cm-typo")
+    assert first.status_code == 500  # raised: Pub/Sub redelivers
+    errors = [r for r in log_records(capsys.readouterr().out) if r["severity"] == "ERROR"]
+    assert [e["error"] for e in errors] == ["misconfigured"]
+    assert "ALERT_RECIPIENTS" in errors[0]["reason"]
+    assert_nothing_sent(server)
+    sender_env.set(ALERT_RECIPIENTS="oncall@example.com, db@example.com")
+    again = pubsub.post_event(event_client, incident("open"), event_id="cm-typo")
     assert again.status_code == 200, again.get_data(as_text=True)
     assert len(server.wait_for_messages(1)) == 1
 
