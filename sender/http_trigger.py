@@ -34,7 +34,7 @@ from sender.errors import (
     WebhookUnauthorizedError,
 )
 from sender.exactly_once import Delivery, send_once
-from sender.message import EmailRequest, decode_json, parse_request
+from sender.message import EmailRequest, check_idempotency_key, decode_json, parse_request
 
 VIA = "http"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -81,11 +81,7 @@ def _parse_json(request: flask.Request, raw: bytes) -> Any:
 def _idempotency_key(request: flask.Request, body_key: str | None) -> str | None:
     header_key = request.headers.get(IDEMPOTENCY_HEADER)
     if header_key is not None:
-        header_key = header_key.strip()
-        if not header_key or len(header_key) > 256 or not header_key.isprintable():
-            raise InvalidRequestError.one(
-                IDEMPOTENCY_HEADER, "must be 1 to 256 printable characters"
-            )
+        header_key = check_idempotency_key(header_key, IDEMPOTENCY_HEADER)
     if header_key and body_key and header_key != body_key:
         raise InvalidRequestError.one(
             "idempotency_key", f"differs from the {IDEMPOTENCY_HEADER} header"

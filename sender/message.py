@@ -94,6 +94,30 @@ HeaderName = Annotated[str, AfterValidator(_header_name)]
 HeaderValue = Annotated[str, AfterValidator(lambda value: _single_line(value, "a header value"))]
 
 
+KEY_RULE = f"must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable characters"
+
+
+def idempotency_key_or_none(value: str) -> str | None:
+    """The one rule for an idempotency key wherever it is given (body, header, Pub/Sub attribute,
+    status URL): surrounding blanks dropped, then 1 to `MAX_IDEMPOTENCY_KEY_CHARS` printable
+    characters; None when the key breaks it. One rule, so a key sent is a key that can be
+    looked up."""
+    key = value.strip()
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY_CHARS or not key.isprintable():
+        return None
+    return key
+
+
+def _body_key(value: str) -> str:
+    key = idempotency_key_or_none(value)
+    if key is None:
+        raise PydanticCustomError("idempotency_key", KEY_RULE)
+    return key
+
+
+IdempotencyKey = Annotated[str, AfterValidator(_body_key)]
+
+
 class Attachment(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
@@ -147,9 +171,7 @@ class EmailRequest(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
     headers: dict[HeaderName, HeaderValue] = Field(default_factory=dict)
     attachments: list[Attachment] = Field(default_factory=list)
-    idempotency_key: (
-        Annotated[str, Field(min_length=1, max_length=MAX_IDEMPOTENCY_KEY_CHARS)] | None
-    ) = None
+    idempotency_key: IdempotencyKey | None = None
     # Set by the alert sources, never from a caller's JSON: the conversation this email belongs
     # to (`sender.thread_headers`). Not part of the message content (`message_id_seed`).
     _thread: str | None = PrivateAttr(default=None)
@@ -177,11 +199,6 @@ class EmailRequest(BaseModel):
                 "template_name", "must be a template name (lower-case letters, digits, - and _)"
             )
         return value
-
-    @field_validator("idempotency_key")
-    @classmethod
-    def _key(cls, value: str | None) -> str | None:
-        return None if value is None else _single_line(value, "the idempotency key")
 
     @field_validator("headers")
     @classmethod
@@ -347,14 +364,11 @@ def check_text(document: Any) -> None:
 
 
 def check_idempotency_key(value: str, field_name: str) -> str:
-    """A key given outside the body (a header, a Pub/Sub attribute, a URL): surrounding blanks
-    dropped, then 1 to `MAX_IDEMPOTENCY_KEY_CHARS` printable characters, else `InvalidRequestError`.
-    """
-    key = value.strip()
-    if not key or len(key) > MAX_IDEMPOTENCY_KEY_CHARS or not key.isprintable():
-        raise InvalidRequestError.one(
-            field_name, f"must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable characters"
-        )
+    """A key given outside the body (a header, a Pub/Sub attribute, a URL), by the body's rule
+    (`idempotency_key_or_none`); else `InvalidRequestError` naming `field_name`."""
+    key = idempotency_key_or_none(value)
+    if key is None:
+        raise InvalidRequestError.one(field_name, KEY_RULE)
     return key
 
 
