@@ -45,13 +45,19 @@ VIA = "pubsub"
 KEY_ATTRIBUTE = "idempotency_key"
 
 
-def decode_event_data(data: Any) -> Any:
-    """`MessagePublishedData` -> the decoded JSON of `message.data`; raises InvalidRequestError."""
+def published_message(data: Any) -> dict[str, Any]:
+    """The event's `MessagePublishedData` (an object, or its JSON as text or bytes, as a
+    structured-mode event carries it), decoded once -> its `message` (data and attributes)."""
     if isinstance(data, bytes | str):
         data = decode_json(data, "event")
     message = data.get("message") if isinstance(data, dict) else None
     if not isinstance(message, dict) or not isinstance(message.get("data"), str):
         raise InvalidRequestError.one("message.data", "the Pub/Sub message has no data")
+    return message
+
+
+def decode_message_data(message: dict[str, Any]) -> Any:
+    """The decoded JSON of a published message's base64 `data`; raises InvalidRequestError."""
     try:
         raw = base64.b64decode(message["data"], validate=True)
     except (binascii.Error, ValueError):
@@ -74,11 +80,9 @@ def _deliver(document: Any, key: str, settings: Settings) -> Delivery | list[bat
     return send_once(email_request, settings, ledger_key=f"pubsub:{key}")
 
 
-def event_key(cloud_event: Any, event_id: str) -> str:
+def event_key(message: dict[str, Any], event_id: str) -> str:
     """The idempotency key: the message's `idempotency_key` attribute, else the event id."""
-    data = cloud_event.data
-    message = data.get("message") if isinstance(data, dict) else None
-    attributes = message.get("attributes") if isinstance(message, dict) else None
+    attributes = message.get("attributes")
     value = attributes.get(KEY_ATTRIBUTE) if isinstance(attributes, dict) else None
     if value is None:
         return event_id
@@ -113,10 +117,11 @@ def handle(cloud_event: Any) -> None:
                 event_id=event_id, age_s=age_s, max_event_age_s=settings.max_event_age_s
             )
             return
-        key = event_key(cloud_event, event_id)
+        message = published_message(cloud_event.data)
+        key = event_key(message, event_id)
         if key != event_id:
             logs.bind(idempotency_key=key)
-        outcome = _deliver(decode_event_data(cloud_event.data), key, settings)
+        outcome = _deliver(decode_message_data(message), key, settings)
     except ClaimBusyError as error:
         logs.claim_busy(retry_after_s=error.retry_after_s, via=VIA)
         raise RedeliveryRequestedError("another delivery of this event is in progress") from None

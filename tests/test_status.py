@@ -245,6 +245,23 @@ def test_attribute_key_replaces_the_event_id(
     assert len(server.messages) == 1
 
 
+def test_attribute_key_counts_when_the_event_data_arrives_as_text(
+    http_client: Any, event_client: Any, server: SmtpTestServer
+) -> None:
+    """An event whose data reaches the function as a JSON string (structured mode) is decoded
+    once, and its attribute key is the key, as when the data is a parsed object."""
+    for event_id in ("raw-1", "raw-2"):
+        headers, body = pubsub.structured_request(
+            MESSAGE, event_id=event_id, attributes={"idempotency_key": "orig-raw"}
+        )
+        resp = event_client.post("/", data=body, headers=headers)
+        assert resp.status_code == 200, resp.get_data(as_text=True)
+    assert len(server.wait_for_messages(1)) == 1
+    assert status(http_client, "/messages/orig-raw?trigger=pubsub")[1]["state"] == "sent"
+    assert status(http_client, "/messages/raw-1?trigger=pubsub")[0] == 404
+    assert len(server.messages) == 1
+
+
 @pytest.mark.parametrize("bad", ["", "   ", "x" * 257, "line\nbreak"])
 def test_invalid_attribute_key_is_one_error_line_and_acked_without_sending(
     event_client: Any, server: SmtpTestServer, capfd: pytest.CaptureFixture[str], bad: str
