@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -223,14 +224,50 @@ def test_hook_refusals_name_the_template_or_variable(
     assert_nothing_sent(server)
 
 
-def test_hook_without_templates_dir_is_400_and_never_uses_a_builtin(
+def test_hook_without_templates_dir_is_misconfigured_and_never_uses_a_builtin(
     http_client: Any, server: SmtpTestServer
 ) -> None:
+    """The caller cannot fix a missing setting: 500 misconfigured (webhook senders retry)."""
     response = http_client.post(
         "/hook/alertmanager?to=dev@example.com", json=load("alertmanager-v4")
     )
-    assert response.status_code == 400
-    assert "TEMPLATES_DIR" in response.get_json()["details"][0]["problem"]
+    assert_misconfigured(response)
+    assert "TEMPLATES_DIR" in response.get_json()["detail"]
+    assert_nothing_sent(server)
+
+
+BROKEN_TEXT = "Build {{ payload.status }}\n{% for job in payload.jobs %}\n  - {{ job.name }\n"
+
+
+@pytest.mark.parametrize("route", ["hook", "message"])
+def test_a_template_with_a_syntax_error_is_misconfigured_naming_file_and_line(
+    http_client: Any,
+    *,
+    server: SmtpTestServer,
+    sender_env: SenderEnv,
+    tmp_path: Path,
+    route: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The operator's template is broken, not the caller's request: 500 misconfigured naming the
+    file and the line, and never the template's text."""
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "subject.txt").write_text("CI {{ payload.status }}")
+    (tmp_path / "broken" / "text.txt").write_text(BROKEN_TEXT)
+    sender_env.set(TEMPLATES_DIR=str(tmp_path))
+    if route == "hook":
+        response = http_client.post("/hook/broken?to=dev@example.com", json={"status": "ok"})
+    else:
+        data = {"payload": {"status": "ok"}}
+        body = {"to": "dev@example.com", "template": "broken", "data": data}
+        response = http_client.post("/", json=body)
+    assert_misconfigured(response)
+    detail = response.get_json()["detail"]
+    assert "broken/text.txt" in detail
+    assert "line 3" in detail
+    assert "job.name" not in detail
+    [error] = [r for r in log_records(capsys.readouterr().out) if r["severity"] == "ERROR"]
+    assert (error["error"], error["reason"]) == ("misconfigured", detail)
     assert_nothing_sent(server)
 
 
