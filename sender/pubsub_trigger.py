@@ -15,7 +15,8 @@ invalid (one ERROR line, acked), as a bad key does over HTTP: falling back to th
 let a replay send twice without anyone noticing.
 Events older than `MAX_EVENT_AGE_S` are dropped with a WARNING: a day-old alert is noise, not news.
 
-Data `{"messages": [..]}` is a batch (`sender.batch`): item i's key is `<key>:<i>` (same namespace).
+Data `{"messages": [..]}` is a batch (`sender.batch`): item i's key is `<key>:<i>`, in a namespace
+of its own (`pubsub-batch`: a single message keyed `<key>:<i>` is another email).
 Every item is processed; then, if any item is owed a redelivery (transient, misconfigured, 4xx
 recipients, not attempted in time), the event is redelivered, and the redelivery sends only those:
 sent items answer `duplicate` from the ledger, items a server rejected are not tried again.
@@ -29,7 +30,7 @@ import binascii
 from datetime import UTC, datetime
 from typing import Any
 
-from sender import batch, logs, pubsub_payload
+from sender import batch, ledger_keys, logs, pubsub_payload
 from sender.config import Settings
 from sender.errors import (
     ClaimBusyError,
@@ -73,11 +74,11 @@ def _deliver(document: Any, key: str, settings: Settings) -> Delivery | list[bat
             batch.messages_of(document, settings.max_batch),
             settings,
             via=VIA,
-            key_of=lambda index, _request: f"pubsub:{key}:{index}",
+            key_of=lambda index, _request: ledger_keys.pubsub_batch_item(key, index),
             redelivers=True,
         )
     email_request = pubsub_payload.to_request(document, settings)
-    return send_once(email_request, settings, ledger_key=f"pubsub:{key}")
+    return send_once(email_request, settings, ledger_key=ledger_keys.pubsub(key))
 
 
 def event_key(message: dict[str, Any], event_id: str) -> str:
