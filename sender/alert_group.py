@@ -23,8 +23,9 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from sender.errors import InvalidRequestError
-from sender.message import EmailRequest, field_problems, parse_request
+from sender.addresses import parse_mailbox
+from sender.errors import AddressError, ConfigurationError, InvalidRequestError
+from sender.message import EmailRequest, check_text, field_problems, parse_request
 
 Payload = TypeVar("Payload", bound=BaseModel)
 
@@ -44,6 +45,22 @@ class Notification:
 def split_recipients(values: Iterable[str]) -> list[str]:
     """`["a@x.org,b@x.org", "c@x.org"]` (repeated or comma-separated) -> the three addresses."""
     return [address.strip() for value in values for address in value.split(",") if address.strip()]
+
+
+def configured_recipients(setting: str | None) -> list[str]:
+    """`ALERT_RECIPIENTS` as addresses (possibly none). A typo is the operator's to fix, not the
+    alert sender's: `ConfigurationError` (HTTP 500, Pub/Sub redelivers), never a 400 that
+    Alertmanager and Grafana would drop the alert on. It names the entry, not its text."""
+    recipients = split_recipients([setting or ""])
+    for position, address in enumerate(recipients, start=1):
+        try:
+            parse_mailbox(address)
+        except AddressError as exc:
+            raise ConfigurationError(
+                f"ALERT_RECIPIENTS entry {position} of {len(recipients)} is not a valid address "
+                f"({exc})"
+            ) from None
+    return recipients
 
 
 def require_recipients(recipients: list[str]) -> list[str]:
@@ -93,6 +110,8 @@ def validate(model: type[Payload], payload: Any, what: str) -> Payload:
     """A source's webhook body, validated: a 400 naming each bad field, never a half email."""
     if not isinstance(payload, dict):
         raise InvalidRequestError.one("body", f"must be {what} JSON object")
+    # First: a label the model accepts may still be text no hash, log line or email can encode.
+    check_text(payload)
     try:
         return model.model_validate(payload)
     except ValidationError as exc:

@@ -3,9 +3,11 @@
 `parse` accepts what a careful sender writes (`text/csv; charset=utf-8`,
 `text/plain; charset="windows-1252"; format=flowed`) and refuses everything else with the reason,
 so a caller's content type can never smuggle a line break, a second header or an encoded word
-into the message. `for_attachment` decides what actually goes out for a text attachment: a
-`text/*` part without a charset says `charset=utf-8` when its bytes are UTF-8, and is sent as
-`application/octet-stream` when they are not (a mail client would otherwise decode them as ASCII).
+into the message, nor a parameter beside `charset`, `format` and `delsp` (a `name=` that
+contradicts the filename, say). `for_attachment` decides what actually goes out for a text
+attachment: a `text/*` part without a charset says `charset=utf-8` when its bytes are UTF-8, and
+is sent as `application/octet-stream` when they are not (a mail client would otherwise decode them
+as ASCII).
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ _TYPE = re.compile(rf"\s*({_MIME_TOKEN})/({_MIME_TOKEN})\s*")
 _PARAMETER = re.compile(rf";\s*({_MIME_TOKEN})\s*=\s*({_MIME_TOKEN}|{_QUOTED})\s*")
 _UNQUOTE = re.compile(r"\\(.)")
 MAX_CHARS = 256
-MAX_PARAMETERS = 8
+# The parameters that make sense on an attachment's Content-Type: how its text is encoded
+# (RFC 2046) and laid out (RFC 3676). Any other (`name`, `filename`, `boundary`, ...) could
+# contradict the part's filename or structure, which the function writes itself.
+PARAMETERS = ("charset", "format", "delsp")
 # Types whose inner structure the attachment's bytes would have to match.
 _COMPOSITE = frozenset({"multipart", "message"})
 
@@ -70,12 +75,15 @@ def parse(text: str) -> ContentType:
         if parameter is None:
             raise ContentTypeError("parameters must be ; name=value (a token or a quoted string)")
         name, raw = parameter.group(1).lower(), parameter.group(2)
+        if name not in PARAMETERS:
+            raise ContentTypeError(
+                f"parameter {name!r} is not taken (only {', '.join(PARAMETERS)}; "
+                "the attachment's name is its filename)"
+            )
         if name in params:
             raise ContentTypeError(f"parameter {name!r} is given twice")
         params[name] = _UNQUOTE.sub(r"\1", raw[1:-1]) if raw.startswith('"') else raw
         position = parameter.end()
-    if len(params) > MAX_PARAMETERS:
-        raise ContentTypeError(f"at most {MAX_PARAMETERS} parameters")
     if "charset" in params:
         params["charset"] = params["charset"].lower()
     return ContentType(maintype, subtype, params)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sender import instance, logs, results
+from sender import instance, ledger_keys, logs, results
 from sender.config import Settings
 from sender.errors import AlreadyRejectedError, ClaimBusyError, Disposition, SendError
 from sender.ledger import (
@@ -306,6 +306,5 @@ def _announce(settings: Settings, ledger_key: str | None, status: Status) -> Non
     invalid = status.failure is not None and status.failure.error == Disposition.INVALID.value
     if publisher is None or invalid:
         return
-    # Ledger keys are `<trigger>:<caller's key>`; only HTTP requests come without a key.
-    trigger, _, key = (ledger_key or "http:").partition(":")
-    publisher.publish(results.event(status, key=key or None, trigger=trigger, now=time.time()))
+    trigger, key = ledger_keys.split(ledger_key)
+    publisher.publish(results.event(status, key=key, trigger=trigger, now=time.time()))

@@ -27,6 +27,12 @@ def has_lone_surrogate(text: str) -> bool:
     return bool(_SURROGATE.search(text))
 
 
+def without_lone_surrogates(text: str) -> str:
+    """`text` with each unpaired surrogate replaced by U+FFFD: a caller's key made fit to be
+    quoted (a field path, a log line) without the text that could not be encoded."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
 def unsafe_reason(text: str) -> str | None:
     """Why `text` must not go into a header, or None when it may."""
     if _BREAKING.search(text):
@@ -46,6 +52,6 @@ def one_line(text: object) -> str:
     The alert sources cannot fix a hostile label the way an API caller can fix a field, and
     refusing the notification would lose the alert; the body still shows the value verbatim."""
     value = _BREAKING.sub(" ", str(text))
-    value = _SURROGATE.sub("\ufffd", value)
+    value = without_lone_surrogates(value)
     value = value.replace("=?", "= ?")
     return " ".join(value.split())

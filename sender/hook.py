@@ -4,7 +4,8 @@ CI servers, GitHub, Sentry or an in-house service post their own JSON; nobody re
 message. The body (a JSON object) is the variable `payload` of the template folder
 `TEMPLATES_DIR/<template>/` (`subject.txt`, `text.txt`, `html.html`), rendered like every other
 template: sandboxed, html autoescaped, an undefined variable a 400 naming it. Only the user's own
-folder is looked at: the built-in templates expect other variables.
+folder is looked at: the built-in templates expect other variables. Without `TEMPLATES_DIR` the
+route is misconfigured (500), not the caller's mistake.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sender.alert_group import Notification
-from sender.errors import InvalidRequestError
+from sender.errors import ConfigurationError, InvalidRequestError
 from sender.message import TEMPLATE_NAME, parse_request
 from sender.templates import PART_FILES
 
@@ -25,10 +26,8 @@ def _check_template(name: str, templates_dir: str | None) -> None:
         raise InvalidRequestError.one(
             "template", "must be a template name (lower-case letters, digits, - and _)"
         )
-    if not templates_dir:
-        raise InvalidRequestError.one(
-            "template", f"unknown template {name!r}: TEMPLATES_DIR is not set"
-        )
+    if not templates_dir:  # the operator's to fix: the caller cannot
+        raise ConfigurationError(f"/hook/{name} needs TEMPLATES_DIR, which is not set")
     folder = Path(templates_dir) / name
     if not any((folder / part).is_file() for part in PART_FILES):
         raise InvalidRequestError.one(

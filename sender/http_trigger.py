@@ -6,8 +6,8 @@ to `/send` still works):
   webhook body; `POST /hook/<template>?to=..` — any JSON object through the user's template;
 - `POST /batch` — `{"messages": [..]}`, one result per message (`sender.batch`);
 - `POST` anything else — the message JSON;
-- `GET /messages/<key>[?trigger=pubsub]` — the ledger's record of a key (`sender.status`), with
-  the same credential check as sending. Any other method is a 405.
+- `GET /messages/<key>[?trigger=pubsub|pubsub-batch]` — the ledger's record of a key
+  (`sender.status`), with the same credential check as sending. Any other method is a 405.
 
 Order of checks: method, body size, webhook credential (when `WEBHOOK_SECRET` is set: nothing
 about the request is looked at before it), content type, JSON, the message itself (on `/batch`:
@@ -16,12 +16,20 @@ the batch, then each message alone).
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import flask
 
-from sender import batch, instance, logs, status, webhook_auth, webhook_delivery, webhook_routes
+from sender import (
+    batch,
+    instance,
+    ledger_keys,
+    logs,
+    status,
+    webhook_auth,
+    webhook_delivery,
+    webhook_routes,
+)
 from sender.config import Settings
 from sender.errors import (
     ConfigurationError,
@@ -35,7 +43,7 @@ from sender.errors import (
     WebhookUnauthorizedError,
 )
 from sender.exactly_once import Delivery, send_once
-from sender.message import EmailRequest, decode_json, parse_request
+from sender.message import EmailRequest, check_idempotency_key, decode_json, parse_request
 
 VIA = "http"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -47,7 +55,7 @@ def _json(
     body: dict[str, Any], status: int, headers: dict[str, str] | None = None
 ) -> flask.Response:
     return flask.Response(
-        json.dumps(body, ensure_ascii=False),
+        logs.json_text(body),
         status=status,
         headers=headers or {},
         mimetype="application/json",
@@ -82,11 +90,7 @@ def _parse_json(request: flask.Request, raw: bytes) -> Any:
 def _idempotency_key(request: flask.Request, body_key: str | None) -> str | None:
     header_key = request.headers.get(IDEMPOTENCY_HEADER)
     if header_key is not None:
-        header_key = header_key.strip()
-        if not header_key or len(header_key) > 256 or not header_key.isprintable():
-            raise InvalidRequestError.one(
-                IDEMPOTENCY_HEADER, "must be 1 to 256 printable characters"
-            )
+        header_key = check_idempotency_key(header_key, IDEMPOTENCY_HEADER)
     if header_key and body_key and header_key != body_key:
         raise InvalidRequestError.one(
             "idempotency_key", f"differs from the {IDEMPOTENCY_HEADER} header"
@@ -100,18 +104,20 @@ def _deliver(request: flask.Request, document: Any, settings: Settings) -> Deliv
     if route is None:
         email_request = parse_request(document)
         key = _idempotency_key(request, email_request.idempotency_key)
-        return send_once(email_request, settings, ledger_key=None if key is None else f"http:{key}")
+        return send_once(email_request, settings, ledger_key=_ledger_key(key))
     notification = route(document, request.args.getlist("to"), settings)
     key = _idempotency_key(request, None)  # the caller's own key wins over the body's
-    return webhook_delivery.send(
-        notification, settings, caller_key=None if key is None else f"http:{key}"
-    )
+    return webhook_delivery.send(notification, settings, caller_key=_ledger_key(key))
+
+
+def _ledger_key(key: str | None) -> str | None:
+    """The ledger key of an HTTP caller's key (none: never deduplicated)."""
+    return None if key is None else ledger_keys.http(key)
 
 
 def _item_key(_index: int, email_request: EmailRequest) -> str | None:
     """A batch item's ledger key: its own `idempotency_key`, in the single messages' namespace."""
-    key = email_request.idempotency_key
-    return None if key is None else f"http:{key}"
+    return _ledger_key(email_request.idempotency_key)
 
 
 def _batch(request: flask.Request, document: Any, settings: Settings) -> flask.Response:

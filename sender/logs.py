@@ -45,11 +45,20 @@ def trace_field(header: str | None, project: str | None) -> dict[str, str]:
     return {"logging.googleapis.com/trace": value}
 
 
+def json_text(value: Any) -> str:
+    """`value` as JSON text that always encodes as UTF-8: non-ASCII text stays readable, and an
+    unpaired surrogate a caller sent (JSON allows `\\ud800`) is written as that escape again
+    instead of making the line (or an HTTP answer) fail to encode."""
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    # A surrogate only occurs inside a JSON string, where `\\udXXX` is its valid escape.
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def write(severity: str, message: str, **fields: Any) -> None:
     entry: dict[str, Any] = {"severity": severity, "message": message}
     entry.update(_context.get() or {})
     entry.update({k: v for k, v in fields.items() if v is not None})
-    line = json.dumps(entry, ensure_ascii=False, default=str)
+    line = json_text(entry)
     with _write_lock:  # threaded workers must not interleave half lines
         sys.stdout.write(line + "\n")
         sys.stdout.flush()

@@ -29,7 +29,7 @@ from pydantic_core import PydanticCustomError
 from sender import content_type
 from sender.addresses import Mailbox, parse_mailbox
 from sender.errors import AddressError, ContentTypeError, FieldProblem, InvalidRequestError
-from sender.header_safety import has_lone_surrogate, unsafe_reason
+from sender.header_safety import has_lone_surrogate, unsafe_reason, without_lone_surrogates
 
 # Headers the function writes itself, or that would change who receives the message or how it
 # is parsed. A caller setting them could forge a sender, add hidden recipients or break MIME.
@@ -94,6 +94,30 @@ HeaderName = Annotated[str, AfterValidator(_header_name)]
 HeaderValue = Annotated[str, AfterValidator(lambda value: _single_line(value, "a header value"))]
 
 
+KEY_RULE = f"must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable characters"
+
+
+def idempotency_key_or_none(value: str) -> str | None:
+    """The one rule for an idempotency key wherever it is given (body, header, Pub/Sub attribute,
+    status URL): surrounding blanks dropped, then 1 to `MAX_IDEMPOTENCY_KEY_CHARS` printable
+    characters; None when the key breaks it. One rule, so a key sent is a key that can be
+    looked up."""
+    key = value.strip()
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY_CHARS or not key.isprintable():
+        return None
+    return key
+
+
+def _body_key(value: str) -> str:
+    key = idempotency_key_or_none(value)
+    if key is None:
+        raise PydanticCustomError("idempotency_key", KEY_RULE)
+    return key
+
+
+IdempotencyKey = Annotated[str, AfterValidator(_body_key)]
+
+
 class Attachment(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
@@ -147,9 +171,7 @@ class EmailRequest(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
     headers: dict[HeaderName, HeaderValue] = Field(default_factory=dict)
     attachments: list[Attachment] = Field(default_factory=list)
-    idempotency_key: (
-        Annotated[str, Field(min_length=1, max_length=MAX_IDEMPOTENCY_KEY_CHARS)] | None
-    ) = None
+    idempotency_key: IdempotencyKey | None = None
     # Set by the alert sources, never from a caller's JSON: the conversation this email belongs
     # to (`sender.thread_headers`). Not part of the message content (`message_id_seed`).
     _thread: str | None = PrivateAttr(default=None)
@@ -177,11 +199,6 @@ class EmailRequest(BaseModel):
                 "template_name", "must be a template name (lower-case letters, digits, - and _)"
             )
         return value
-
-    @field_validator("idempotency_key")
-    @classmethod
-    def _key(cls, value: str | None) -> str | None:
-        return None if value is None else _single_line(value, "the idempotency key")
 
     @field_validator("headers")
     @classmethod
@@ -215,6 +232,13 @@ class EmailRequest(BaseModel):
         return unique
 
 
+def _child(path: str, key: object) -> str:
+    """The path of `key` below `path`; a key that is not valid text is quoted with U+FFFD in
+    place of its unpaired surrogates (a field path goes into answers and log lines)."""
+    name = without_lone_surrogates(str(key))
+    return f"{path}.{name}" if path else name
+
+
 def _field_path(loc: tuple[int | str, ...], kind: str) -> str:
     """pydantic's `("to", 1)` -> `to[1]`; `("attachments", 0, "content")` -> its dotted path.
 
@@ -226,7 +250,7 @@ def _field_path(loc: tuple[int | str, ...], kind: str) -> str:
         elif part == "[key]":  # pydantic's marker for a dict key
             continue
         else:
-            path += f".{part}" if path else str(part)
+            path = _child(path, part)
     if path == "from" or path.startswith("from."):
         return "from"
     if not path:
@@ -269,7 +293,7 @@ def _as_dicts(value: Any, path: str, repeated: list[FieldProblem]) -> Any:
     if isinstance(value, _Pairs):
         result: dict[str, Any] = {}
         for key, item in value:
-            child = f"{path}.{key}" if path else key
+            child = _child(path, key)
             if key in result:
                 repeated.append(FieldProblem(child, "appears more than once in the same object"))
             result[key] = _as_dicts(item, child, repeated)
@@ -319,7 +343,7 @@ def _unusable_strings(value: Any, path: str, depth: int = 0) -> list[FieldProble
     problems: list[FieldProblem] = []
     if isinstance(value, dict):
         for key, item in value.items():
-            child = f"{path}.{key}" if path else str(key)
+            child = _child(path, key)
             if has_lone_surrogate(str(key)):
                 problems.append(
                     FieldProblem(path or "body", "has a key with an unpaired surrogate")
@@ -331,15 +355,20 @@ def _unusable_strings(value: Any, path: str, depth: int = 0) -> list[FieldProble
     return problems
 
 
+def check_text(document: Any) -> None:
+    """`InvalidRequestError` naming each string (or key) of a caller's decoded JSON that no email
+    can carry, and absurd nesting: run on a document before any model or hash looks at it."""
+    problems = _unusable_strings(document, "")
+    if problems:
+        raise InvalidRequestError(problems[:20])
+
+
 def check_idempotency_key(value: str, field_name: str) -> str:
-    """A key given outside the body (a header, a Pub/Sub attribute, a URL): surrounding blanks
-    dropped, then 1 to `MAX_IDEMPOTENCY_KEY_CHARS` printable characters, else `InvalidRequestError`.
-    """
-    key = value.strip()
-    if not key or len(key) > MAX_IDEMPOTENCY_KEY_CHARS or not key.isprintable():
-        raise InvalidRequestError.one(
-            field_name, f"must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable characters"
-        )
+    """A key given outside the body (a header, a Pub/Sub attribute, a URL), by the body's rule
+    (`idempotency_key_or_none`); else `InvalidRequestError` naming `field_name`."""
+    key = idempotency_key_or_none(value)
+    if key is None:
+        raise InvalidRequestError.one(field_name, KEY_RULE)
     return key
 
 
@@ -347,9 +376,7 @@ def parse_request(data: Any) -> EmailRequest:
     """Decoded JSON -> an `EmailRequest`; else `InvalidRequestError` naming each field."""
     if not isinstance(data, dict):
         raise InvalidRequestError.one("body", "must be a JSON object")
-    problems = _unusable_strings(data, "")
-    if problems:
-        raise InvalidRequestError(problems[:20])
+    check_text(data)
     try:
         return EmailRequest.model_validate(data)
     except ValidationError as exc:

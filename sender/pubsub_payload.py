@@ -2,9 +2,10 @@
 Monitoring's Pub/Sub channel published to the same topic.
 
 A Cloud Monitoring notification carries no recipients: it goes to `ALERT_RECIPIENTS`. Without
-them it is a valid alert with nowhere to go — a misconfiguration, which the Pub/Sub trigger answers
-as it does a missing secret (ERROR line, redelivery), so the alert waits for the operator instead
-of being acked away; the retry window and the dead-letter topic bound the wait.
+them (or with an entry that is not an address) it is a valid alert with nowhere to go — a
+misconfiguration, which the Pub/Sub trigger answers as it does a missing secret (ERROR line,
+redelivery), so the alert waits for the operator instead of being acked away; the retry window
+and the dead-letter topic bound the wait.
 """
 
 from __future__ import annotations
@@ -31,9 +32,9 @@ def to_request(document: Any, settings: Settings) -> EmailRequest:
     # Imported on the first notification: a cold instance that only ever gets messages does not
     # build Cloud Monitoring's pydantic models (cold start, issue 11).
     from sender import cloud_monitoring, webhook_delivery  # noqa: PLC0415
-    from sender.alert_group import split_recipients  # noqa: PLC0415
+    from sender.alert_group import configured_recipients  # noqa: PLC0415
 
-    recipients = split_recipients([settings.alert_recipients or ""])
+    recipients = configured_recipients(settings.alert_recipients)
     if not recipients:
         raise ConfigurationError(
             "a Cloud Monitoring notification arrived but ALERT_RECIPIENTS is not set"

@@ -15,7 +15,8 @@ invalid (one ERROR line, acked), as a bad key does over HTTP: falling back to th
 let a replay send twice without anyone noticing.
 Events older than `MAX_EVENT_AGE_S` are dropped with a WARNING: a day-old alert is noise, not news.
 
-Data `{"messages": [..]}` is a batch (`sender.batch`): item i's key is `<key>:<i>` (same namespace).
+Data `{"messages": [..]}` is a batch (`sender.batch`): item i's key is `<key>:<i>`, in a namespace
+of its own (`pubsub-batch`: a single message keyed `<key>:<i>` is another email).
 Every item is processed; then, if any item is owed a redelivery (transient, misconfigured, 4xx
 recipients, not attempted in time), the event is redelivered, and the redelivery sends only those:
 sent items answer `duplicate` from the ledger, items a server rejected are not tried again.
@@ -29,7 +30,7 @@ import binascii
 from datetime import UTC, datetime
 from typing import Any
 
-from sender import batch, logs, pubsub_payload
+from sender import batch, ledger_keys, logs, pubsub_payload
 from sender.config import Settings
 from sender.errors import (
     ClaimBusyError,
@@ -45,13 +46,19 @@ VIA = "pubsub"
 KEY_ATTRIBUTE = "idempotency_key"
 
 
-def decode_event_data(data: Any) -> Any:
-    """`MessagePublishedData` -> the decoded JSON of `message.data`; raises InvalidRequestError."""
+def published_message(data: Any) -> dict[str, Any]:
+    """The event's `MessagePublishedData` (an object, or its JSON as text or bytes, as a
+    structured-mode event carries it), decoded once -> its `message` (data and attributes)."""
     if isinstance(data, bytes | str):
         data = decode_json(data, "event")
     message = data.get("message") if isinstance(data, dict) else None
     if not isinstance(message, dict) or not isinstance(message.get("data"), str):
         raise InvalidRequestError.one("message.data", "the Pub/Sub message has no data")
+    return message
+
+
+def decode_message_data(message: dict[str, Any]) -> Any:
+    """The decoded JSON of a published message's base64 `data`; raises InvalidRequestError."""
     try:
         raw = base64.b64decode(message["data"], validate=True)
     except (binascii.Error, ValueError):
@@ -67,18 +74,16 @@ def _deliver(document: Any, key: str, settings: Settings) -> Delivery | list[bat
             batch.messages_of(document, settings.max_batch),
             settings,
             via=VIA,
-            key_of=lambda index, _request: f"pubsub:{key}:{index}",
+            key_of=lambda index, _request: ledger_keys.pubsub_batch_item(key, index),
             redelivers=True,
         )
     email_request = pubsub_payload.to_request(document, settings)
-    return send_once(email_request, settings, ledger_key=f"pubsub:{key}")
+    return send_once(email_request, settings, ledger_key=ledger_keys.pubsub(key))
 
 
-def event_key(cloud_event: Any, event_id: str) -> str:
+def event_key(message: dict[str, Any], event_id: str) -> str:
     """The idempotency key: the message's `idempotency_key` attribute, else the event id."""
-    data = cloud_event.data
-    message = data.get("message") if isinstance(data, dict) else None
-    attributes = message.get("attributes") if isinstance(message, dict) else None
+    attributes = message.get("attributes")
     value = attributes.get(KEY_ATTRIBUTE) if isinstance(attributes, dict) else None
     if value is None:
         return event_id
@@ -113,10 +118,11 @@ def handle(cloud_event: Any) -> None:
                 event_id=event_id, age_s=age_s, max_event_age_s=settings.max_event_age_s
             )
             return
-        key = event_key(cloud_event, event_id)
+        message = published_message(cloud_event.data)
+        key = event_key(message, event_id)
         if key != event_id:
             logs.bind(idempotency_key=key)
-        outcome = _deliver(decode_event_data(cloud_event.data), key, settings)
+        outcome = _deliver(decode_message_data(message), key, settings)
     except ClaimBusyError as error:
         logs.claim_busy(retry_after_s=error.retry_after_s, via=VIA)
         raise RedeliveryRequestedError("another delivery of this event is in progress") from None

@@ -12,14 +12,13 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from sender import ledger_keys
 from sender.errors import InvalidRequestError
 from sender.ledger import Failure, Status
 from sender.message import check_idempotency_key
 from sender.outcome import refused_json
 
 PATH_PREFIX = "/messages/"
-# `?trigger=` -> the namespace the trigger keys its ledger records in (see the triggers).
-NAMESPACES = {"http": "http", "pubsub": "pubsub"}
 
 
 def is_status_path(path: str) -> bool:
@@ -27,16 +26,16 @@ def is_status_path(path: str) -> bool:
 
 
 def ledger_key(path: str, args: Mapping[str, str]) -> str:
-    """`/messages/<key>` (+ `?trigger=http|pubsub`, default http) -> the namespaced ledger key.
+    """`/messages/<key>` (+ `?trigger=http|pubsub|pubsub-batch`, default http) -> the namespaced
+    ledger key (`sender.ledger_keys`; a Pub/Sub batch's item is `<key>:<i>?trigger=pubsub-batch`).
 
     The key is everything after the prefix, already percent-decoded by the server, so a key
     holding `/`, `?` or `#` is asked for with those characters percent-encoded."""
-    trigger = args.get("trigger", "http")
-    namespace = NAMESPACES.get(trigger)
-    if namespace is None:
-        raise InvalidRequestError.one("trigger", f"must be one of {', '.join(NAMESPACES)}")
+    trigger = args.get("trigger", ledger_keys.HTTP)
+    if trigger not in ledger_keys.LOOKUP:
+        raise InvalidRequestError.one("trigger", f"must be one of {', '.join(ledger_keys.LOOKUP)}")
     key = check_idempotency_key(path.removeprefix(PATH_PREFIX), "key")
-    return f"{namespace}:{key}"
+    return ledger_keys.in_namespace(trigger, key)
 
 
 def rfc3339(seconds: float | None) -> str | None:

@@ -4,7 +4,8 @@ A template named `alert` is the files `alert/subject.txt`, `alert/text.txt` and 
 (each optional, at least one present) in `TEMPLATES_DIR` (your own, looked up first) or in the
 package's `sender/templates/` (built-ins). Rendering is sandboxed (callers supply `data`; a
 template must not reach Python internals), html is autoescaped, and an undefined variable is a
-400 naming it rather than a silently empty alert.
+400 naming it rather than a silently empty alert. A template that is not valid Jinja is a
+`ConfigurationError` naming its file and line: the operator must fix it, not the caller.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
-from sender.errors import FieldProblem, InvalidRequestError
+from sender.errors import ConfigurationError, FieldProblem, InvalidRequestError
 from sender.header_safety import one_line
 
 BUILTIN_DIR = Path(__file__).with_name("templates")
@@ -56,14 +57,27 @@ def new_environment(user_dir: str | None) -> SandboxedEnvironment:
     return environment
 
 
+def _broken(exc: jinja2.TemplateSyntaxError) -> ConfigurationError:
+    """A template that does not compile is the operator's to fix, not the caller's: named by its
+    file and line only (Jinja's message quotes the template's text)."""
+    where = exc.name or exc.filename or "a template"
+    return ConfigurationError(
+        f"template {where} is not valid Jinja (line {exc.lineno}); fix it in TEMPLATES_DIR"
+    )
+
+
 def _render_part(env: SandboxedEnvironment, name: str, data: dict[str, Any]) -> str | None:
     try:
         template = env.get_template(name)
     except jinja2.TemplateNotFound:
         return None
+    except jinja2.TemplateSyntaxError as exc:
+        raise _broken(exc) from None
     try:
         # One positional dict, not **data: a key named `self` must not collide with render().
         return template.render(data)
+    except jinja2.TemplateSyntaxError as exc:  # an included or extended template's
+        raise _broken(exc) from None
     except jinja2.UndefinedError as exc:
         raise InvalidRequestError.one("data", f"template variable missing: {exc.message}") from None
     except jinja2.TemplateError as exc:

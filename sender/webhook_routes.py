@@ -19,7 +19,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from sender.alert_group import Notification, split_recipients
+from sender.alert_group import Notification, configured_recipients, split_recipients
 from sender.config import Settings
 
 # (body, the `to` query values, settings) -> the notification
@@ -29,7 +29,7 @@ HOOK_PATH = "/hook"
 
 def alert_recipients(query: list[str], settings: Settings) -> list[str]:
     """`?to=` when given, else `ALERT_RECIPIENTS` (possibly empty: the source says what to do)."""
-    return split_recipients(query) or split_recipients([settings.alert_recipients or ""])
+    return split_recipients(query) or configured_recipients(settings.alert_recipients)
 
 
 # Each source is imported inside its route (see the module docstring).

@@ -338,9 +338,9 @@ def test_a_pubsub_batch_with_an_invalid_item_is_acked_and_the_rest_sent(
 
     assert response.status_code == 200, response.get_data(as_text=True)
     server.wait_for_messages(2)
-    # Each item's key is `<event id>:<index>`: its Message-ID says so.
+    # Each item's key is `<event id>:<index>` (batch items' namespace): its Message-ID says so.
     for index in (0, 2):
-        expected = expected_message_id(f"pubsub:evt-b1:{index}", items[index])
+        expected = expected_message_id(f"pubsub-batch:evt-b1:{index}", items[index])
         assert delivered_to(server, f"r{index}@example.com") == [expected]
     records = log_records(capfd.readouterr().out)
     [invalid] = records_at(records, "ERROR")
@@ -349,10 +349,10 @@ def test_a_pubsub_batch_with_an_invalid_item_is_acked_and_the_rest_sent(
     [summary] = [r for r in records if r["message"] == "batch done"]
     assert summary["outcomes"] == {"sent": 2, "invalid_request": 1}
     # Each item's fate under its own key; the invalid one never reached the ledger.
-    status = http_client.get("/messages/evt-b1:2?trigger=pubsub")
+    status = http_client.get("/messages/evt-b1:2?trigger=pubsub-batch")
     assert (status.status_code, status.get_json()["state"]) == (200, "sent")
     assert status.get_json()["accepted"] == ["r2@example.com"]
-    assert http_client.get("/messages/evt-b1:1?trigger=pubsub").status_code == 404
+    assert http_client.get("/messages/evt-b1:1?trigger=pubsub-batch").status_code == 404
 
 
 def test_a_redelivered_pubsub_batch_sends_only_what_is_owed(
@@ -405,8 +405,29 @@ def test_a_pubsub_batch_keyed_by_attribute_is_one_batch_across_event_ids(
     assert pubsub.post_event(event_client, {"messages": items}, attributes=key).status_code == 200
 
     assert len(server.messages) == 2
-    expected = expected_message_id("pubsub:digest-2026-11-26:1", items[1])
+    expected = expected_message_id("pubsub-batch:digest-2026-11-26:1", items[1])
     assert delivered_to(server, "r1@example.com") == [expected]
+
+
+def test_a_single_message_keyed_like_a_batch_item_is_its_own_email(
+    event_client: Any, http_client: Any, server: SmtpTestServer
+) -> None:
+    """Item 0 of the batch keyed `K` and a single message whose key is `K:0` are two emails: a
+    batch item's record cannot be taken for a single message's (or the other way round)."""
+    items = [message(0), message(1)]
+    batch = pubsub.post_event(event_client, {"messages": items}, event_id="evt-k")
+    assert batch.status_code == 200, batch.get_data(as_text=True)
+    single = pubsub.post_event(
+        event_client, message(7), event_id="evt-s", attributes={"idempotency_key": "evt-k:0"}
+    )
+    assert single.status_code == 200, single.get_data(as_text=True)
+
+    server.wait_for_messages(3)
+    assert len(delivered_to(server, "r7@example.com")) == 1
+    item = http_client.get("/messages/evt-k:0?trigger=pubsub-batch").get_json()
+    assert item["accepted"] == ["r0@example.com"]
+    alone = http_client.get("/messages/evt-k:0?trigger=pubsub").get_json()
+    assert alone["accepted"] == ["r7@example.com"]
 
 
 def test_a_pubsub_batch_over_max_batch_is_acked_with_one_error_line(

@@ -56,6 +56,11 @@ HOSTILE: dict[str, bytes] = {
     "template data of the wrong shape": json.dumps(
         {"to": "ops@example.com", "template": "alert", "data": {"title": "x", "details": "abc"}}
     ).encode(),
+    # A lone surrogate in a key ends up in the problem's field path: the log line and the answer
+    # must still be written (and the path must not carry the raw key).
+    "lone surrogate in a repeated key": b'{"\\ud800": 1, "\\ud800": 2}',
+    "lone surrogate in a data key": b'{"to": "ops@example.com", "template": "alert", '
+    + b'"data": {"\\ud800": "\\udc00"}}',
     "percent-hack recipient": json.dumps({**BASE, "to": "victim%evil.test@example.com"}).encode(),
 }
 
@@ -113,3 +118,25 @@ def test_template_data_may_use_any_key_name(http_client: Any, server: SmtpTestSe
     )
     assert response.status_code == 200, response.get_data(as_text=True)
     assert len(server.wait_for_messages(1)) == 1
+
+
+def test_a_key_with_a_lone_surrogate_is_named_without_it(
+    http_client: Any, server: SmtpTestServer, capsys: Any
+) -> None:
+    """The answer and the log line name the problem; the key is quoted with U+FFFD, never raw."""
+    body = HOSTILE["lone surrogate in a data key"]
+    response = http_client.post("/", data=body, content_type="application/json")
+    assert response.status_code == 400, response.get_data(as_text=True)
+    details = response.get_json()["details"]
+    assert {"field": "data", "problem": "has a key with an unpaired surrogate"} in details
+    assert {"field": "data.\ufffd", "problem": "contains an unpaired surrogate"} in details
+    [line] = log_records(capsys.readouterr().out)
+    assert line["message"] == "invalid email request"
+    assert line["details"] == details
+    repeated = http_client.post(
+        "/", data=HOSTILE["lone surrogate in a repeated key"], content_type="application/json"
+    )
+    assert repeated.get_json()["details"] == [
+        {"field": "\ufffd", "problem": "appears more than once in the same object"}
+    ]
+    assert_nothing_sent(server)

@@ -5,13 +5,20 @@ renders the user's own template, and Cloud Monitoring's Pub/Sub channel reaches 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.support import pubsub
-from tests.support.checks import assert_nothing_sent, assert_one_conversation, log_records
+from tests.support.checks import (
+    assert_misconfigured,
+    assert_nothing_sent,
+    assert_one_conversation,
+    log_records,
+)
 from tests.support.env import SenderEnv
 from tests.support.payloads import EXAMPLE_TEMPLATES, incident, load, resolved
 from tests.support.smtp_server import SmtpTestServer
@@ -118,6 +125,35 @@ def test_alert_recipients_stand_in_for_a_missing_to(
     ]
 
 
+TYPO = "oncall@example.com, db@@example.com"  # an operator's typo in the second address
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_a_typo_in_alert_recipients_is_misconfigured_not_the_callers_fault(
+    http_client: Any,
+    server: SmtpTestServer,
+    sender_env: SenderEnv,
+    source: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A 400 would make Alertmanager and Grafana drop the alert; a 500 makes them retry while
+    the operator fixes the setting. The answer names the setting, not its value."""
+    sender_env.set(ALERT_RECIPIENTS=TYPO)
+    path, body, *_ = SOURCES[source]
+    response = http_client.post(path, json=body())
+    assert_misconfigured(response)
+    detail = response.get_json()["detail"]
+    assert "ALERT_RECIPIENTS" in detail
+    assert "entry 2" in detail
+    assert "example.com" not in detail
+    errors = [r for r in log_records(capsys.readouterr().out) if r["severity"] == "ERROR"]
+    assert [e["error"] for e in errors] == ["misconfigured"]
+    assert_nothing_sent(server)
+    # ?to= still wins: the caller's own recipients need no setting.
+    given = http_client.post(f"{path}?to=ops@example.com", json=body())
+    assert given.status_code == 200, given.get_data(as_text=True)
+
+
 def test_a_callers_idempotency_key_wins_over_the_derived_one(
     http_client: Any, server: SmtpTestServer
 ) -> None:
@@ -188,14 +224,50 @@ def test_hook_refusals_name_the_template_or_variable(
     assert_nothing_sent(server)
 
 
-def test_hook_without_templates_dir_is_400_and_never_uses_a_builtin(
+def test_hook_without_templates_dir_is_misconfigured_and_never_uses_a_builtin(
     http_client: Any, server: SmtpTestServer
 ) -> None:
+    """The caller cannot fix a missing setting: 500 misconfigured (webhook senders retry)."""
     response = http_client.post(
         "/hook/alertmanager?to=dev@example.com", json=load("alertmanager-v4")
     )
-    assert response.status_code == 400
-    assert "TEMPLATES_DIR" in response.get_json()["details"][0]["problem"]
+    assert_misconfigured(response)
+    assert "TEMPLATES_DIR" in response.get_json()["detail"]
+    assert_nothing_sent(server)
+
+
+BROKEN_TEXT = "Build {{ payload.status }}\n{% for job in payload.jobs %}\n  - {{ job.name }\n"
+
+
+@pytest.mark.parametrize("route", ["hook", "message"])
+def test_a_template_with_a_syntax_error_is_misconfigured_naming_file_and_line(
+    http_client: Any,
+    *,
+    server: SmtpTestServer,
+    sender_env: SenderEnv,
+    tmp_path: Path,
+    route: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The operator's template is broken, not the caller's request: 500 misconfigured naming the
+    file and the line, and never the template's text."""
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "subject.txt").write_text("CI {{ payload.status }}")
+    (tmp_path / "broken" / "text.txt").write_text(BROKEN_TEXT)
+    sender_env.set(TEMPLATES_DIR=str(tmp_path))
+    if route == "hook":
+        response = http_client.post("/hook/broken?to=dev@example.com", json={"status": "ok"})
+    else:
+        data = {"payload": {"status": "ok"}}
+        body = {"to": "dev@example.com", "template": "broken", "data": data}
+        response = http_client.post("/", json=body)
+    assert_misconfigured(response)
+    detail = response.get_json()["detail"]
+    assert "broken/text.txt" in detail
+    assert "line 3" in detail
+    assert "job.name" not in detail
+    [error] = [r for r in log_records(capsys.readouterr().out) if r["severity"] == "ERROR"]
+    assert (error["error"], error["reason"]) == ("misconfigured", detail)
     assert_nothing_sent(server)
 
 
@@ -236,6 +308,25 @@ def test_pubsub_channel_without_alert_recipients_waits_for_the_operator(
     assert len(server.wait_for_messages(1)) == 1
 
 
+def test_pubsub_channel_with_a_typo_in_alert_recipients_waits_for_the_operator(
+    event_client: Any,
+    server: SmtpTestServer,
+    sender_env: SenderEnv,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    sender_env.set(ALERT_RECIPIENTS=TYPO)
+    first = pubsub.post_event(event_client, incident("open"), event_id="cm-typo")
+    assert first.status_code == 500  # raised: Pub/Sub redelivers
+    errors = [r for r in log_records(capsys.readouterr().out) if r["severity"] == "ERROR"]
+    assert [e["error"] for e in errors] == ["misconfigured"]
+    assert "ALERT_RECIPIENTS" in errors[0]["reason"]
+    assert_nothing_sent(server)
+    sender_env.set(ALERT_RECIPIENTS="oncall@example.com, db@example.com")
+    again = pubsub.post_event(event_client, incident("open"), event_id="cm-typo")
+    assert again.status_code == 200, again.get_data(as_text=True)
+    assert len(server.wait_for_messages(1)) == 1
+
+
 def test_a_malformed_pubsub_notification_is_acked_with_one_error(
     event_client: Any,
     server: SmtpTestServer,
@@ -250,4 +341,25 @@ def test_a_malformed_pubsub_notification_is_acked_with_one_error(
     errors = [r for r in log_records(capsys.readouterr().out) if r["severity"] == "ERROR"]
     assert [e["message"] for e in errors] == ["invalid email request"]
     assert errors[0]["details"][0]["field"] == "incident.state"
+    assert_nothing_sent(server)
+
+
+@pytest.mark.parametrize("source", ["alertmanager", "grafana"])
+def test_a_label_with_a_lone_surrogate_is_a_400_naming_it(
+    http_client: Any, server: SmtpTestServer, source: str
+) -> None:
+    """A label no email can carry (and no fingerprint to stand in for the label set): the
+    caller's own field is named, before anything is hashed or rendered."""
+    path, body, *_ = SOURCES[source]
+    payload = body()
+    for alert in payload["alerts"]:
+        alert.pop("fingerprint", None)
+    payload["alerts"][0]["labels"]["instance"] = "db-\ud800"
+    response = http_client.post(
+        f"{path}?to=ops@example.com", data=json.dumps(payload), content_type="application/json"
+    )
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert response.get_json()["details"] == [
+        {"field": "alerts[0].labels.instance", "problem": "contains an unpaired surrogate"}
+    ]
     assert_nothing_sent(server)

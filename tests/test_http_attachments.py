@@ -80,6 +80,10 @@ def test_content_type_parameters_are_accepted_and_kept(
         "text/csv;; charset=utf-8",
         "text/csv; charset=utf-8 trailing garbage",
         "text/csv; name==?utf-8?q?x=0D=0AX-Y=3A_z?=",
+        # A parameter that would contradict the filename (a mail client may show this name):
+        'text/csv; name="invoice.pdf.exe"',
+        "text/csv; charset=utf-8; filename=invoice.pdf.exe",
+        "application/octet-stream; boundary=x",
     ],
 )
 def test_malformed_content_type_is_400_naming_the_field(

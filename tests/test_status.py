@@ -165,6 +165,31 @@ def test_a_key_no_request_could_have_is_400(
     assert body["details"][0]["field"] == "key"
 
 
+def test_a_body_key_with_blanks_around_it_is_found_as_the_status_route_reads_it(
+    http_client: Any, server: SmtpTestServer
+) -> None:
+    """The body's key follows the rule of the header and the URL: blanks around it dropped."""
+    assert send(http_client, "  padded-1 ").get_json()["status"] == "sent"
+    assert status(http_client, "/messages/padded-1")[1]["state"] == "sent"
+    assert status(http_client, "/messages/%20%20padded-1%20")[1]["state"] == "sent"
+    again = http_client.post("/", json=MESSAGE, headers={"Idempotency-Key": "padded-1"})
+    assert again.get_json()["status"] == "duplicate"
+    assert len(server.messages) == 1
+
+
+@pytest.mark.parametrize("bad", ["a\xa0b", "tab\tinside", "k" * 257, "   "])
+def test_a_key_the_status_route_would_refuse_is_refused_when_sending(
+    http_client: Any, server: SmtpTestServer, bad: str
+) -> None:
+    in_body = send(http_client, bad)
+    assert in_body.status_code == 400, in_body.get_data(as_text=True)
+    assert [d["field"] for d in in_body.get_json()["details"]] == ["idempotency_key"]
+    in_header = http_client.post("/", json=MESSAGE, headers={"Idempotency-Key": bad})
+    assert in_header.status_code == 400, in_header.get_data(as_text=True)
+    assert [d["field"] for d in in_header.get_json()["details"]] == ["Idempotency-Key"]
+    assert_nothing_sent(server)
+
+
 def test_other_methods_are_405(http_client: Any, server: SmtpTestServer) -> None:
     for method, path, allowed in [
         ("PUT", "/messages/k", "GET, POST"),
@@ -217,6 +242,23 @@ def test_attribute_key_replaces_the_event_id(
         r for r in log_records(capfd.readouterr().out) if r["message"].startswith("duplicate")
     ]
     assert (duplicate["event_id"], duplicate["idempotency_key"]) == ("new-2", "orig-1")
+    assert len(server.messages) == 1
+
+
+def test_attribute_key_counts_when_the_event_data_arrives_as_text(
+    http_client: Any, event_client: Any, server: SmtpTestServer
+) -> None:
+    """An event whose data reaches the function as a JSON string (structured mode) is decoded
+    once, and its attribute key is the key, as when the data is a parsed object."""
+    for event_id in ("raw-1", "raw-2"):
+        headers, body = pubsub.structured_request(
+            MESSAGE, event_id=event_id, attributes={"idempotency_key": "orig-raw"}
+        )
+        resp = event_client.post("/", data=body, headers=headers)
+        assert resp.status_code == 200, resp.get_data(as_text=True)
+    assert len(server.wait_for_messages(1)) == 1
+    assert status(http_client, "/messages/orig-raw?trigger=pubsub")[1]["state"] == "sent"
+    assert status(http_client, "/messages/raw-1?trigger=pubsub")[0] == 404
     assert len(server.messages) == 1
 
 

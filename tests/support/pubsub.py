@@ -3,6 +3,7 @@
 - `cloudevent_request(message)`: an Eventarc-style binary-mode CloudEvent (``ce-*`` headers and a
   ``MessagePublishedData`` JSON body whose ``message.data`` is base64).
 - `post_event(client, message)`: POST such a CloudEvent to an in-process (Flask test) client.
+- `structured_request(message)`: the same event in structured mode, its data a JSON string.
 - `push_envelope(message)`: the raw Pub/Sub push body the emulator sends
   (``{"message": {...}, "subscription": ...}``), which functions-framework converts; POST it to
   `PUSH_PATH` so the topic can be read from the URL; `post_push(client, message)` does that.
@@ -66,6 +67,18 @@ def cloudevent_request(
         "ce-time": stamp,
     }
     return headers, json.dumps(body).encode("utf-8")
+
+
+def structured_request(message: dict[str, Any] | bytes, **kw: Any) -> tuple[dict[str, str], bytes]:
+    """The same event in structured mode (``application/cloudevents+json``) with its
+    ``MessagePublishedData`` as a JSON *string* in ``data``: the function receives it as text,
+    not as a parsed object."""
+    headers, body = cloudevent_request(message, **kw)
+    event = {
+        name.removeprefix("ce-"): value for name, value in headers.items() if name != "Content-Type"
+    }
+    event["data"] = body.decode("utf-8")
+    return {"Content-Type": "application/cloudevents+json"}, json.dumps(event).encode("utf-8")
 
 
 def post_event(client: Any, message: dict[str, Any] | bytes, **kw: Any) -> Any:

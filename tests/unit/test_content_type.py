@@ -18,7 +18,8 @@ from sender.errors import ContentTypeError
         ("text/csv;charset=UTF-8", "text/csv; charset=utf-8"),  # charset names are case-blind
         ('text/plain; charset="windows-1252"', "text/plain; charset=windows-1252"),
         ("text/plain; charset=utf-8; format=flowed", "text/plain; charset=utf-8; format=flowed"),
-        ('application/x-thing; note="a \\"quoted\\" word; with ;"', None),
+        ('text/plain; format="a \\"quoted\\" word; with ;"', None),
+        ("text/plain; DelSp=yes; format=flowed", "text/plain; delsp=yes; format=flowed"),
         ("application/vnd.ms-excel", "application/vnd.ms-excel"),
         ("  image/png  ", "image/png"),
     ],
@@ -28,7 +29,7 @@ def test_well_formed_types_are_accepted(text: str, expected: str | None) -> None
     if expected is not None:
         assert str(parsed) == expected
     else:
-        assert parsed.params == {"note": 'a "quoted" word; with ;'}
+        assert parsed.params == {"format": 'a "quoted" word; with ;'}
         assert parse(str(parsed)) == parsed  # what goes out parses back the same
 
 
@@ -54,6 +55,8 @@ def test_well_formed_types_are_accepted(text: str, expected: str | None) -> None
         "message/rfc822",
         "text/csv; " + "; ".join(f"p{i}=v" for i in range(9)),
         "text/csv; charset=" + "x" * 300,
+        'text/csv; name="invoice.pdf.exe"',  # only charset, format and delsp: never a name
+        "application/x-thing; note=x",
     ],
 )
 def test_anything_else_is_refused(text: str) -> None:
