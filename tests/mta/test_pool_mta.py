@@ -71,7 +71,7 @@ def test_twenty_sends_travel_over_one_postfix_session(
 ) -> None:
     ff, _ = pooled_function
     token = uuid.uuid4().hex
-    since = mta.log_offset()
+    since = mta.settled_offset("ssl")
     for n in range(20):
         _send(ff, token, n)
 
@@ -105,7 +105,7 @@ def test_a_session_postfix_timed_out_costs_no_failed_send(
 ) -> None:
     ff, _ = pooled_function
     token = uuid.uuid4().hex
-    since = mta.log_offset()
+    since = mta.settled_offset("ssl")
     _send(ff, token, 1)
     deadline = time.monotonic() + 15
     while "timeout after" not in mta.log_text(since) and time.monotonic() < deadline:

@@ -256,7 +256,7 @@ def test_the_trap_listener_offers_xoauth2_in_clear_and_the_log_shows_a_use(
     """The no-STARTTLS trap is real for tokens too: XOAUTH2 is advertised there and would work,
     and Postfix's session summary shows ``auth=1``. A correct client therefore leaves
     ``auth`` out of every ``plain`` session summary (what the function tests assert)."""
-    since = mta.log_offset()
+    since = mta.settled_offset("plain")
     client = session_factory("plain")
     assert not client.has_extn("starttls")
     assert "XOAUTH2" in client.esmtp_features["auth"].split()
