@@ -311,7 +311,8 @@ def _check_delivered(message: DeliveredMessage, request_text: str, asked: set[st
             assert name != "bcc"
 
 
-def _post_and_check(http_client: Any, server: SmtpTestServer, request: Any) -> None:
+def _post_and_check(http_client: Any, server: SmtpTestServer, request: Any) -> bool:
+    """Post *request* and check the invariants; True when a message was sent (and checked)."""
     server.clear_records()
     if isinstance(request, bytes):
         response = http_client.post("/", data=request, content_type="application/json")
@@ -326,7 +327,7 @@ def _post_and_check(http_client: Any, server: SmtpTestServer, request: Any) -> N
     if response.status_code != 200:
         assert response.status_code in {400, 413}, text
         assert_nothing_sent(server)
-        return
+        return False
     body = response.get_json()
     assert body["status"] in {"sent", "partial", "duplicate"}, body
     delivered = server.messages
@@ -337,13 +338,29 @@ def _post_and_check(http_client: Any, server: SmtpTestServer, request: Any) -> N
         asked = {"x-a"}
     for message in delivered:
         _check_delivered(message, _request_text(request), asked)
+    return bool(delivered)
 
 
-@given(request=hostile_request())
+# Invariants 3 and 4 only run on examples that were sent: a strategy (or a function) drifting to
+# refusing everything would leave them unexercised while the property stays green. The ci
+# profile's derandomized run sent 11 of its 120 examples when this floor was set.
+MIN_SENT_EXAMPLES = 5
+
+
 def test_hostile_requests_never_crash_never_send_on_refusal_never_add_headers(
-    http_client: Any, server: SmtpTestServer, request: dict[str, Any]
+    http_client: Any, server: SmtpTestServer
 ) -> None:
-    _post_and_check(http_client, server, request)
+    sent: list[dict[str, Any]] = []
+
+    @given(request=hostile_request())
+    def each_example(request: dict[str, Any]) -> None:
+        if _post_and_check(http_client, server, request):
+            sent.append(request)
+
+    each_example()
+    assert len(sent) >= MIN_SENT_EXAMPLES, (
+        f"only {len(sent)} hostile requests were sent and checked"
+    )
 
 
 @given(body=raw_body())
