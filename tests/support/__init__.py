@@ -25,6 +25,8 @@ Conftests only wire these into fixtures; tests import from here, never from a co
 - ``payloads``: webhook bodies from each system's documentation (`load`) and their variants
   (`resolved`, `incident`, `with_labels`); the example `/hook` templates (`EXAMPLE_TEMPLATES`).
 - ``ledgers``: what ledger tests share (`LEASE_S`, `TTL_S`, `LedgerFactory`).
+- ``webhook_credentials``: webhook credentials as callers send them (`hmac_sha256_signature`,
+  `grafana_signature_headers`, `basic_auth_header`).
 - ``checks``: shared assertions (nothing sent, misconfigured, retryable, no secret leaked) and
   log-line parsing.
 - ``env`` / ``constants``: the function's variables (`function_env`), the ``sender_env``
