@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import json
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -25,6 +24,7 @@ from tests.support.constants import CANARY_PASSWORD, SMTP_USER
 from tests.support.env import SenderEnv
 from tests.support.fake_idp import FakeIdP
 from tests.support.fault_server import FaultServer, Mode, Script, Step, reply
+from tests.support.oauth_accounts import entra_app, refresh_token_account
 
 TENANT = "contoso.onmicrosoft.com"
 MS_TAIL = " Visit https://aka.ms/smtp_auth_disabled for more information."
@@ -173,23 +173,8 @@ def wrong_name_certs(tmp_path_factory: pytest.TempPathFactory, test_ca: CertBund
 
 def _oauth2(kind: str, idp: FakeIdP) -> dict[str, Any]:
     if kind == "microsoft":
-        client_id, secret = "app-" + uuid.uuid4().hex[:8], "entra-" + uuid.uuid4().hex
-        idp.add_entra_app(TENANT, client_id, secret, SMTP_USER)
-        return {
-            "flow": "microsoft",
-            "tenant": TENANT,
-            "client_id": client_id,
-            "client_secret": secret,
-            "authority": idp.authority(TENANT),
-        }
-    refresh = idp.add_refresh_token("rt-client", "rt-secret", SMTP_USER)
-    return {
-        "flow": "refresh_token",
-        "token_uri": idp.google_token_uri,
-        "client_id": "rt-client",
-        "client_secret": "rt-secret",
-        "refresh_token": refresh,
-    }
+        return entra_app(idp, SMTP_USER, tenant=TENANT)
+    return refresh_token_account(idp, SMTP_USER)
 
 
 @pytest.fixture

@@ -52,15 +52,16 @@ def test_binary_txt_goes_out_as_octet_stream(http_client: Any, server: SmtpTestS
 
 
 @pytest.mark.parametrize(
-    ("declared", "charset"),
+    ("declared", "content_type", "charset"),
     [
-        ("text/csv; charset=utf-8", "utf-8"),
-        ('text/plain; charset="windows-1252"', "windows-1252"),
-        ("TEXT/PLAIN; Charset=ISO-8859-1; format=flowed", "iso-8859-1"),
+        ("text/csv; charset=utf-8", "text/csv", "utf-8"),
+        ('text/plain; charset="windows-1252"', "text/plain", "windows-1252"),
+        ('text/csv; charset="windows-1252"', "text/csv", "windows-1252"),
+        ("TEXT/PLAIN; Charset=ISO-8859-1; format=flowed", "text/plain", "iso-8859-1"),
     ],
 )
 def test_content_type_parameters_are_accepted_and_kept(
-    http_client: Any, server: SmtpTestServer, declared: str, charset: str
+    http_client: Any, server: SmtpTestServer, declared: str, content_type: str, charset: str
 ) -> None:
     content = "café".encode(charset)
     response = http_client.post(
@@ -68,6 +69,7 @@ def test_content_type_parameters_are_accepted_and_kept(
     )
     assert response.status_code == 200, response.get_data(as_text=True)
     [part] = _attachments(server)
+    assert part.get_content_type() == content_type
     assert part.get_param("charset") == charset
     assert part.get_content() == "café"
 
@@ -76,15 +78,19 @@ def test_content_type_parameters_are_accepted_and_kept(
     "declared",
     [
         "text/csv; charset=utf-8\r\nBcc: victim@example.org",
+        "text/csv; charset=utf-8\nX-Injected: 1",
+        "text/csv; =broken",
         "text/csv; charset",
         "text/csv;; charset=utf-8",
         "text/csv; charset=utf-8 trailing garbage",
+        "text/csv;; charset=utf-8 garbage ?",
         "text/csv; name==?utf-8?q?x=0D=0AX-Y=3A_z?=",
         # A parameter that would contradict the filename (a mail client may show this name):
         'text/csv; name="invoice.pdf.exe"',
         "text/csv; charset=utf-8; filename=invoice.pdf.exe",
         "application/octet-stream; boundary=x",
     ],
+    ids=["CRLF", "LF", "no name", "no value", "empty", "garbage", "both", "encoded word"],
 )
 def test_malformed_content_type_is_400_naming_the_field(
     http_client: Any, server: SmtpTestServer, declared: str

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import time
 from typing import Any
@@ -16,6 +13,11 @@ from tests.support.env import SenderEnv
 from tests.support.payloads import incident, load
 from tests.support.pubsub import PROJECT
 from tests.support.smtp_server import SmtpTestServer
+from tests.support.webhook_credentials import (
+    basic_auth_header,
+    grafana_signature_headers,
+    hmac_sha256_signature,
+)
 
 WEBHOOK_SECRET_NAME = f"projects/{PROJECT}/secrets/webhook-token"
 TOKEN = "wh-token-4412-b7c1"
@@ -83,7 +85,7 @@ def test_hmac_signature_over_the_exact_body_sends(
 ) -> None:
     _protect(sender_env, smtp_starttls)
     body = json.dumps(MESSAGE).encode()
-    signature = "sha256=" + hmac.new(TOKEN.encode(), body, hashlib.sha256).hexdigest()
+    signature = hmac_sha256_signature(TOKEN, body)
     response = http_client.post(
         "/", data=body, content_type="application/json", headers={"X-Signature-256": signature}
     )
@@ -147,28 +149,14 @@ def test_unreadable_webhook_secret_tells_the_caller_nothing_about_it(
 # --- the credential forms of alert sources ----------------------------------------------------
 
 
-def _basic(password: str, user: str = "cloud-monitoring") -> dict[str, str]:
-    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
-
-
-def _grafana(body: bytes, token: str = TOKEN, timestamp: int | None = None) -> dict[str, str]:
-    signed = body if timestamp is None else f"{timestamp}:".encode() + body
-    headers = {
-        "X-Grafana-Alerting-Signature": hmac.new(token.encode(), signed, hashlib.sha256).hexdigest()
-    }
-    if timestamp is not None:
-        headers["X-Grafana-Alerting-Timestamp"] = str(timestamp)
-    return headers
-
-
 def test_basic_auth_with_the_token_as_password_sends(
     http_client: Any, smtp_starttls: SmtpTestServer, sender_env: SenderEnv
 ) -> None:
     _protect(sender_env, smtp_starttls)
     path = "/cloud-monitoring?to=ops@example.com"
-    response = http_client.post(path, json=incident("open"), headers=_basic(TOKEN))
+    response = http_client.post(path, json=incident("open"), headers=basic_auth_header(TOKEN))
     assert response.status_code == 200, response.get_data(as_text=True)
-    wrong = http_client.post(path, json=incident("closed"), headers=_basic("not-it"))
+    wrong = http_client.post(path, json=incident("closed"), headers=basic_auth_header("not-it"))
     assert wrong.status_code == 403
     assert wrong.get_json() == {"error": "unauthorized"}
     assert len(smtp_starttls.wait_for_messages(1)) == 1
@@ -193,16 +181,13 @@ def test_grafana_signature_sends_and_a_tampered_body_does_not(
     body = json.dumps(load("grafana")).encode()
     stamp = int(time.time()) if timestamped else None
     path = "/grafana?to=ops@example.com"
-    ok = http_client.post(
-        path, data=body, content_type=JSON, headers=_grafana(body, timestamp=stamp)
-    )
+    signed = grafana_signature_headers(TOKEN, body, timestamp=stamp)
+    ok = http_client.post(path, data=body, content_type=JSON, headers=signed)
     assert ok.status_code == 200, ok.get_data(as_text=True)
     tampered = body.replace(b"High memory usage", b"All is fine")
-    bad = http_client.post(
-        path, data=tampered, content_type=JSON, headers=_grafana(body, timestamp=stamp)
-    )
+    bad = http_client.post(path, data=tampered, content_type=JSON, headers=signed)
     assert bad.status_code == 403
-    wrong_key = _grafana(body, token="guess", timestamp=stamp)
+    wrong_key = grafana_signature_headers("guess", body, timestamp=stamp)
     assert (
         http_client.post(path, data=body, content_type=JSON, headers=wrong_key).status_code == 403
     )
@@ -214,7 +199,8 @@ def test_stale_grafana_timestamp_is_403_and_logged_as_such(
 ) -> None:
     _protect(sender_env, smtp_starttls)
     body = json.dumps(load("grafana")).encode()
-    replayed = _grafana(body, timestamp=int(time.time()) - 301)  # correctly signed, 5 min + 1 s old
+    # Correctly signed, 5 min + 1 s old.
+    replayed = grafana_signature_headers(TOKEN, body, timestamp=int(time.time()) - 301)
     response = http_client.post(
         "/grafana?to=ops@example.com", data=body, content_type=JSON, headers=replayed
     )

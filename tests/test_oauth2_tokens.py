@@ -17,6 +17,7 @@ from sender.oauth2 import (
 )
 from tests.support import jwt_rs256
 from tests.support.fake_idp import FakeIdP, ServiceAccount
+from tests.support.oauth_accounts import entra_app, google_key_account, refresh_token_account
 
 USER = "alerts@example.com"
 
@@ -26,15 +27,10 @@ def _fetch(idp: FakeIdP, oauth2: dict[str, Any], ca_file: str | None = "idp") ->
     return fetch_token(config, timeout_s=10, ca_file=str(idp.ca_file) if ca_file else None)
 
 
-def _entra(idp: FakeIdP, secret: str = "right") -> dict[str, Any]:
-    tenant = f"t{uuid.uuid4().hex[:8]}.onmicrosoft.com"
-    idp.add_entra_app(tenant, "client", "right", USER)
-    return {
-        "flow": "microsoft",
-        "authority": idp.authority(tenant),
-        "client_id": "client",
-        "client_secret": secret,
-    }
+def _entra(idp: FakeIdP, secret: str | None = None) -> dict[str, Any]:
+    """A fresh Entra app in a tenant of its own; *secret* in place of its client secret."""
+    oauth2 = entra_app(idp, USER, tenant=f"t{uuid.uuid4().hex[:8]}.onmicrosoft.com")
+    return oauth2 if secret is None else {**oauth2, "client_secret": secret}
 
 
 def test_entra_token_is_entra_sized_and_counted_once(idp: FakeIdP) -> None:
@@ -94,47 +90,27 @@ def test_a_key_the_idp_does_not_know_is_invalid_grant(idp: FakeIdP) -> None:
 
 def test_delegation_not_authorised_for_mail_is_unauthorized_client(idp: FakeIdP) -> None:
     email = f"sa-{uuid.uuid4().hex[:8]}@p.iam.gserviceaccount.com"
-    account = idp.add_service_account(
-        email, delegated_scopes=["https://www.googleapis.com/auth/drive"]
+    oauth2 = google_key_account(
+        idp, email, delegated_scopes=["https://www.googleapis.com/auth/drive"]
     )
     with pytest.raises(IdentityProviderRefusedError) as caught:
-        _fetch(
-            idp,
-            {
-                "flow": "google_service_account",
-                "key": account.key_info(),
-                "token_uri": idp.google_token_uri,
-            },
-        )
+        _fetch(idp, oauth2)
     assert caught.value.code == "unauthorized_client"
     assert "google_service_account" in caught.value.reason
 
 
 def test_key_flow_sends_the_mailbox_as_subject(idp: FakeIdP) -> None:
-    account = idp.add_service_account(f"sa-{uuid.uuid4().hex[:8]}@p.iam.gserviceaccount.com")
-    _fetch(
-        idp,
-        {
-            "flow": "google_service_account",
-            "key": account.key_info(),
-            "token_uri": idp.google_token_uri,
-        },
-    )
+    email = f"sa-{uuid.uuid4().hex[:8]}@p.iam.gserviceaccount.com"
+    _fetch(idp, google_key_account(idp, email))
     assert idp.jwt_subjects[-1] == USER
-    [issued] = [t for t in idp.issued("google_service_account") if t.client == account.email]
+    [issued] = [t for t in idp.issued("google_service_account") if t.client == email]
     assert issued.subject == USER
     assert issued.scopes == {"https://mail.google.com/"}
 
 
 def test_a_revoked_refresh_token_is_invalid_grant(idp: FakeIdP) -> None:
-    refresh = idp.add_refresh_token("rc", "rs", USER)
-    oauth2 = {
-        "flow": "refresh_token",
-        "token_uri": idp.google_token_uri,
-        "client_id": "rc",
-        "client_secret": "rs",
-        "refresh_token": refresh,
-    }
+    oauth2 = refresh_token_account(idp, USER)
+    refresh = oauth2["refresh_token"]
     assert _fetch(idp, oauth2).value.startswith("ya29.")
     idp.revoke_refresh_token(refresh)
     with pytest.raises(IdentityProviderRefusedError) as caught:
@@ -146,20 +122,11 @@ def test_a_revoked_refresh_token_is_invalid_grant(idp: FakeIdP) -> None:
 def test_a_google_token_endpoint_answering_503_is_transient_after_google_auths_retries(
     idp: FakeIdP,
 ) -> None:
-    refresh = idp.add_refresh_token("rc", "rs", USER)
+    oauth2 = refresh_token_account(idp, USER)
     before = idp.token_requests("refresh_token")
     idp.fail("google_token", 503)
     with pytest.raises(IdentityProviderUnavailableError) as caught:
-        _fetch(
-            idp,
-            {
-                "flow": "refresh_token",
-                "token_uri": idp.google_token_uri,
-                "client_id": "rc",
-                "client_secret": "rs",
-                "refresh_token": refresh,
-            },
-        )
+        _fetch(idp, oauth2)
     assert caught.value.http_status == 503
     # google-auth retries a 503 itself (3 attempts); the IdP saw each of them.
     assert idp.token_requests("refresh_token") - before == 3

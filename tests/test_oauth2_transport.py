@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import uuid
 from typing import Any
 
 import pytest
@@ -16,6 +15,7 @@ from tests.support.constants import SMTP_USER
 from tests.support.env import SenderEnv
 from tests.support.fake_idp import FakeIdP
 from tests.support.fault_server import FaultServer, Mode, Script, reply
+from tests.support.oauth_accounts import entra_app
 
 TENANT = "transport.onmicrosoft.com"
 MESSAGE = {"to": "ops@example.com", "subject": "s", "text": "t"}
@@ -24,10 +24,7 @@ CHALLENGE = base64.b64encode(b'{"status":"invalid_token","scope":"mail"}').decod
 
 @pytest.fixture
 def oauth2(idp: FakeIdP) -> dict[str, Any]:
-    client_id, secret = "app-" + uuid.uuid4().hex[:8], "entra-" + uuid.uuid4().hex
-    idp.add_entra_app(TENANT, client_id, secret, SMTP_USER)
-    return {"flow": "microsoft", "tenant": TENANT, "client_id": client_id,
-            "client_secret": secret, "authority": idp.authority(TENANT)}  # fmt: skip
+    return entra_app(idp, SMTP_USER, tenant=TENANT)
 
 
 def _use(

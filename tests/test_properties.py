@@ -13,8 +13,9 @@ it builds, these hold:
 4. every line of a sent message is 7-bit and at most 998 bytes, with no bare CR or LF.
 
 The example budget is the ``ci`` Hypothesis profile (`tests.support.hypothesis_profiles`),
-derandomized so CI sees the same examples every run. Two behaviours issue 12 fixed (repeated
-JSON keys, ``content_type`` parameters) have their own small tests at the end.
+derandomized so CI sees the same examples every run. Repeated JSON keys (fixed by issue 12) have
+their own small tests at the end; ``content_type`` parameters (issue 12 too) are tested in
+``tests/test_http_attachments.py``.
 """
 
 from __future__ import annotations
@@ -311,7 +312,8 @@ def _check_delivered(message: DeliveredMessage, request_text: str, asked: set[st
             assert name != "bcc"
 
 
-def _post_and_check(http_client: Any, server: SmtpTestServer, request: Any) -> None:
+def _post_and_check(http_client: Any, server: SmtpTestServer, request: Any) -> bool:
+    """Post *request* and check the invariants; True when a message was sent (and checked)."""
     server.clear_records()
     if isinstance(request, bytes):
         response = http_client.post("/", data=request, content_type="application/json")
@@ -326,7 +328,7 @@ def _post_and_check(http_client: Any, server: SmtpTestServer, request: Any) -> N
     if response.status_code != 200:
         assert response.status_code in {400, 413}, text
         assert_nothing_sent(server)
-        return
+        return False
     body = response.get_json()
     assert body["status"] in {"sent", "partial", "duplicate"}, body
     delivered = server.messages
@@ -337,13 +339,29 @@ def _post_and_check(http_client: Any, server: SmtpTestServer, request: Any) -> N
         asked = {"x-a"}
     for message in delivered:
         _check_delivered(message, _request_text(request), asked)
+    return bool(delivered)
 
 
-@given(request=hostile_request())
+# Invariants 3 and 4 only run on examples that were sent: a strategy (or a function) drifting to
+# refusing everything would leave them unexercised while the property stays green. The ci
+# profile's derandomized run sent 11 of its 120 examples when this floor was set.
+MIN_SENT_EXAMPLES = 5
+
+
 def test_hostile_requests_never_crash_never_send_on_refusal_never_add_headers(
-    http_client: Any, server: SmtpTestServer, request: dict[str, Any]
+    http_client: Any, server: SmtpTestServer
 ) -> None:
-    _post_and_check(http_client, server, request)
+    sent: list[dict[str, Any]] = []
+
+    @given(request=hostile_request())
+    def each_example(request: dict[str, Any]) -> None:
+        if _post_and_check(http_client, server, request):
+            sent.append(request)
+
+    each_example()
+    assert len(sent) >= MIN_SENT_EXAMPLES, (
+        f"only {len(sent)} hostile requests were sent and checked"
+    )
 
 
 @given(body=raw_body())
@@ -447,41 +465,3 @@ def test_pubsub_acks_a_repeated_json_key_with_one_error_and_sends_nothing(
     assert_nothing_sent(server)
     errors = records_at(log_records(capfd.readouterr().out), "ERROR")
     assert [e["message"] for e in errors] == ["invalid email request"]
-
-
-@pytest.mark.parametrize(
-    ("content_type", "charset"),
-    [("text/csv; charset=utf-8", "utf-8"), ('text/csv; charset="windows-1252"', "windows-1252")],
-    ids=["token", "quoted"],
-)
-def test_content_type_parameters_are_accepted_and_kept(
-    http_client: Any, server: SmtpTestServer, content_type: str, charset: str
-) -> None:
-    attachment = {"filename": "r.csv", "content": "YSxiCg==", "content_type": content_type}
-    response = http_client.post("/", json={**VALID_CORE, "attachments": [attachment]})
-    assert response.status_code == 200, response.get_data(as_text=True)
-    [delivered] = server.wait_for_messages(1)
-    [part] = list(delivered.message.iter_attachments())
-    assert part.get_content_type() == "text/csv"
-    assert part.get_content_charset() == charset
-
-
-@pytest.mark.parametrize(
-    "content_type",
-    [
-        "text/csv; charset=utf-8\r\nBcc: evil@evil.test",
-        "text/csv; charset=utf-8\nX-Injected: 1",
-        "text/csv; =broken",
-        "text/csv; charset",
-        "text/csv;; charset=utf-8 garbage ?",
-    ],
-    ids=["CRLF", "LF", "no name", "no value", "garbage"],
-)
-def test_malformed_content_type_parameters_stay_refused(
-    http_client: Any, server: SmtpTestServer, content_type: str
-) -> None:
-    """Guards issue 12.4's fix: accepting parameters must not let line breaks or junk in."""
-    attachment = {"filename": "r.csv", "content": "YQ==", "content_type": content_type}
-    response = http_client.post("/", json={**VALID_CORE, "attachments": [attachment]})
-    assert response.status_code == 400, response.get_data(as_text=True)
-    assert_nothing_sent(server)

@@ -25,6 +25,7 @@ from tests.support.env import SenderEnv
 from tests.support.fake_idp import FakeIdP
 from tests.support.fault_server import FaultServer, Script, reply
 from tests.support.ff_process import MAIN_PY
+from tests.support.oauth_accounts import entra_app, google_key_account
 from tests.support.smtp_server import SmtpTestServer
 
 BODY_CANARY = "body-canary-5d41402abc4b2a76"
@@ -151,16 +152,10 @@ def test_oauth2_secrets_and_tokens_leak_nowhere(
     """Signed in, refused after the 334 challenge, the IdP refusing the grant or the client, the
     IdP down over HTTP and over Pub/Sub (a raised exception): none of it shows a client secret, a
     private key, a refresh token, an access token or the XOAUTH2 blob that carried one."""
-    tenant = "redaction.onmicrosoft.com"
-    client_id, client_secret = "app-" + uuid.uuid4().hex[:8], "entra-" + uuid.uuid4().hex
-    idp.add_entra_app(tenant, client_id, client_secret, SMTP_USER)
-    microsoft = {"flow": "microsoft", "tenant": tenant, "client_id": client_id,
-                 "client_secret": client_secret, "authority": idp.authority(tenant)}  # fmt: skip
-    account = idp.add_service_account(
-        f"no-dwd-{uuid.uuid4().hex[:6]}@p.iam.gserviceaccount.com", delegated_scopes=()
+    microsoft = entra_app(idp, SMTP_USER, tenant="redaction.onmicrosoft.com")
+    google = google_key_account(
+        idp, f"no-dwd-{uuid.uuid4().hex[:6]}@p.iam.gserviceaccount.com", delegated_scopes=()
     )
-    google = {"flow": "google_service_account", "key": account.key_info(),
-              "token_uri": idp.google_token_uri}  # fmt: skip
     wrong = {**microsoft, "client_secret": "expired-" + uuid.uuid4().hex}
     extensions = ("AUTH XOAUTH2 PLAIN", "ENHANCEDSTATUSCODES")
     challenge = base64.b64encode(b'{"status":"401","schemes":"bearer"}').decode()

@@ -8,6 +8,7 @@ checks that nothing else arrived before the sentinel's event.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -56,11 +57,21 @@ def events_until(topic: PullTopic, last_key: str) -> list[Received]:
     return got
 
 
+def one_event_per_key(topic: PullTopic, sentinel: str, *keys: str | None) -> dict[Any, Received]:
+    """The events up to the sentinel's (sent after the requests for *keys*), by key: exactly one
+    for each of *keys* and the sentinel, none for anything else (a dict alone hides a duplicate)."""
+    events = events_until(topic, sentinel)
+    published = Counter(e.data["key"] for e in events)
+    assert published == Counter([*keys, sentinel]), [e.data for e in events]
+    return {e.data["key"]: e for e in events}
+
+
 def test_each_finished_delivery_publishes_one_event_after_answering(
     http_client: Any, results: PullTopic, server: SmtpTestServer
 ) -> None:
     sent = send(http_client, MESSAGE, "k-sent").get_json()
-    [event] = results.wait_for(1)
+    send(http_client, MESSAGE, "sentinel")
+    event = one_event_per_key(results, "sentinel", "k-sent")["k-sent"]
 
     assert event.data == {
         "key": "k-sent",
@@ -93,8 +104,9 @@ def test_partial_rejected_and_failed_attempts_are_events_too(
     server.fail_mail_from("451 4.3.0 Try later", times=1)
     assert send(http_client, MESSAGE, "k-failed").status_code == 503
 
-    by_key = {e.data["key"]: e.data for e in results.wait_for(3)}
-    partial, rejected, failed = by_key["k-partial"], by_key["k-rejected"], by_key["k-failed"]
+    send(http_client, MESSAGE, "sentinel")
+    by_key = one_event_per_key(results, "sentinel", "k-partial", "k-rejected", "k-failed")
+    partial, rejected, failed = (by_key[k].data for k in ("k-partial", "k-rejected", "k-failed"))
     assert (partial["state"], partial["accepted_count"], partial["owed"]) == (
         "partial",
         1,
@@ -111,7 +123,8 @@ def test_partial_rejected_and_failed_attempts_are_events_too(
 
     # The retry of the failed key is its second attempt.
     assert send(http_client, MESSAGE, "k-failed").get_json()["status"] == "sent"
-    [retry] = results.wait_for(1)
+    send(http_client, MESSAGE, "sentinel-2")
+    retry = one_event_per_key(results, "sentinel-2", "k-failed")["k-failed"]
     assert (retry.data["key"], retry.data["state"], retry.data["attempt"]) == (
         "k-failed",
         "sent",
@@ -142,9 +155,9 @@ def test_pubsub_deliveries_publish_with_their_key_and_trigger(
         event_client, MESSAGE, event_id="evt-10", attributes={"idempotency_key": "orig-9"}
     )
     assert replayed.status_code == 200
+    assert pubsub.post_event(event_client, MESSAGE, event_id="sentinel").status_code == 200
 
-    events = {e.data["key"]: e for e in results.wait_for(2)}
-    assert set(events) == {"evt-9", "orig-9"}
+    events = one_event_per_key(results, "sentinel", "evt-9", "orig-9")
     assert events["evt-9"].data["trigger"] == "pubsub"
     assert events["orig-9"].attributes == {"state": "sent", "trigger": "pubsub"}
 

@@ -13,6 +13,7 @@ import pytest
 from tests.support.check_cli import run_check
 from tests.support.checks import assert_no_secret, oauth2_canaries
 from tests.support.mta import MtaTier
+from tests.support.oauth_accounts import entra_app
 from tests.support.pubsub import PROJECT
 from tests.support.secret_manager_stub import SecretManagerStub
 
@@ -119,15 +120,7 @@ def test_the_secret_the_function_uses_and_an_oauth2_sign_in(mta: MtaTier, tmp_pa
     """``--secret NAME`` reads the Secret Manager the function reads; an OAuth2 profile shows
     the token step (never the token) and signs in with XOAUTH2."""
     idp = mta.idp
-    client_id, secret = "check-" + uuid.uuid4().hex[:8], "entra-" + uuid.uuid4().hex
-    idp.add_entra_app(TENANT, client_id, secret, mta.user)
-    oauth2 = {
-        "flow": "microsoft",
-        "tenant": TENANT,
-        "client_id": client_id,
-        "client_secret": secret,
-        "authority": idp.authority(TENANT),
-    }
+    oauth2 = entra_app(idp, mta.user, tenant=TENANT)
     profile = _profile(mta, "starttls", "starttls", oauth2=oauth2)
     del profile["password"]
     name = f"projects/{PROJECT}/secrets/check-profile"

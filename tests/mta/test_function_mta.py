@@ -114,7 +114,7 @@ def test_both_tls_modes_deliver_unicode_mail_intact(
     token = uuid.uuid4().hex
     to, cc, bcc = (f"{kind}-{token}@example.net" for kind in ("to", "cc", "bcc"))
     report = b"host,usage\ndb-1,91%\n"
-    since = mta.log_offset()
+    since = mta.settled_offset(security)
     result = function.post_json(
         "/",
         _request(
@@ -228,7 +228,7 @@ def test_port_without_starttls_gets_no_mail_and_no_credentials(
     profile["port"] = mta.ports.plain
     secret_manager.put_secret(SECRET_NAME, json.dumps(profile))
     token = uuid.uuid4().hex
-    since = mta.log_offset()
+    since = mta.settled_offset("plain")
     result = function.post_json("/", _request(token, [f"ops-{token}@example.net"]))
 
     assert result.status in (502, 503), result.text
@@ -249,7 +249,7 @@ def test_plain_port_is_a_working_trap(
     credential-less profile on loopback), so "nothing arrived" there means the client refused."""
     _store_profile(secret_manager, mta, "none", username=None)
     token = uuid.uuid4().hex
-    since = mta.log_offset()
+    since = mta.settled_offset("plain")
     result = function.post_json("/", _request(token, [f"relay-{token}@example.net"]))
     assert result.status == 200, result.text
     assert mta.wait_for_messages(_ours(token))
@@ -262,7 +262,7 @@ def test_wrong_password_is_a_clean_error_without_the_secret(
 ) -> None:
     _store_profile(secret_manager, mta, "ssl", password=WRONG_PASSWORD)
     token = uuid.uuid4().hex
-    since = mta.log_offset()
+    since = mta.settled_offset("ssl")
     result = function.post_json("/", _request(token, [f"ops-{token}@example.net"]))
 
     assert result.status == 500, result.text
@@ -303,7 +303,7 @@ def test_rotation_on_a_warm_instance(
         mta.set_password(mta.user, rotated)
         _store_profile(secret_manager, mta, "ssl", password=rotated)
         token = uuid.uuid4().hex
-        since = mta.log_offset()
+        since = mta.settled_offset("ssl")
         result = ff.post_json("/", _request(token, [f"b-{token}@example.net"]))
 
         assert result.status == 200, result.text

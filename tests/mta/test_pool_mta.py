@@ -71,11 +71,11 @@ def test_twenty_sends_travel_over_one_postfix_session(
 ) -> None:
     ff, _ = pooled_function
     token = uuid.uuid4().hex
-    since = mta.log_offset()
+    since = mta.settled_offset("ssl")
     for n in range(20):
         _send(ff, token, n)
 
-    assert mta.wait_for_messages(lambda m: token in m.subject, count=20)
+    assert len(mta.wait_for_messages(lambda m: token in m.subject, count=20)) == 20
     assert _connects(mta.log_text(since)) == 1
     ff.stop()  # the session ends with the instance: Postfix logs its summary
     [session] = mta.sessions("ssl", since)
@@ -105,7 +105,7 @@ def test_a_session_postfix_timed_out_costs_no_failed_send(
 ) -> None:
     ff, _ = pooled_function
     token = uuid.uuid4().hex
-    since = mta.log_offset()
+    since = mta.settled_offset("ssl")
     _send(ff, token, 1)
     deadline = time.monotonic() + 15
     while "timeout after" not in mta.log_text(since) and time.monotonic() < deadline:
@@ -113,5 +113,5 @@ def test_a_session_postfix_timed_out_costs_no_failed_send(
     assert "timeout after" in mta.log_text(since)
 
     _send(ff, token, 2)  # the closed session is noticed and replaced before MAIL FROM
-    assert mta.wait_for_messages(lambda m: token in m.subject, count=2)
+    assert len(mta.wait_for_messages(lambda m: token in m.subject, count=2)) == 2
     assert _connects(mta.log_text(since)) == 2

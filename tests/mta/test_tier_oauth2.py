@@ -9,6 +9,7 @@ not log in here, or a refusal that does not look like a provider's, would hide r
 from __future__ import annotations
 
 import smtplib
+import time
 import uuid
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -256,7 +257,7 @@ def test_the_trap_listener_offers_xoauth2_in_clear_and_the_log_shows_a_use(
     """The no-STARTTLS trap is real for tokens too: XOAUTH2 is advertised there and would work,
     and Postfix's session summary shows ``auth=1``. A correct client therefore leaves
     ``auth`` out of every ``plain`` session summary (what the function tests assert)."""
-    since = mta.log_offset()
+    since = mta.settled_offset("plain")
     client = session_factory("plain")
     assert not client.has_extn("starttls")
     assert "XOAUTH2" in client.esmtp_features["auth"].split()
@@ -348,15 +349,21 @@ def test_a_hanging_token_endpoint_costs_a_caller_its_deadline_not_more(
     config = parse_oauth2(accounts["refresh_token"], username=mta.user)
     cache = TokenCache()
     mta.idp.hang("google_token")
+    deadline_s = 1.0
+    started = time.monotonic()
     with pytest.raises(IdentityProviderUnavailableError) as caught:
         cache.get(
             "profile-h",
             lambda budget: fetch_token(config, timeout_s=budget, ca_file=str(mta.idp.ca_file)),
-            deadline_s=1.0,
+            deadline_s=deadline_s,
             flow=config.flow,
         )
+    waited = time.monotonic() - started
     assert "refresh_token" in caught.value.reason
     assert "deadline" in caught.value.reason
+    # Not a benchmark: a bound generous enough for a loaded machine, far below the 30 s a
+    # caller blocked on the hanging endpoint would wait.
+    assert waited < deadline_s + 4.0, f"the caller waited {waited:.1f}s on a {deadline_s}s deadline"
 
 
 def test_no_token_shows_up_in_the_tiers_logs(

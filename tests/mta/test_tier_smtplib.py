@@ -73,7 +73,7 @@ def test_plain_listener_offers_no_starttls_but_takes_auth_and_the_log_shows_it(
 ) -> None:
     """The trap must be real: a careless client *could* authenticate there, and if it does,
     Postfix's session summary says so (which is what the function tests look for)."""
-    since = mta.log_offset()
+    since = mta.settled_offset("plain")
     with smtplib.SMTP("127.0.0.1", mta.ports.plain, timeout=10) as c:
         c.ehlo()
         assert not c.has_extn("starttls")

@@ -8,8 +8,6 @@ envelope recipient (virtual(8)'s X-Original-To) and the idempotency keys never m
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import json
 import time
 import uuid
@@ -27,6 +25,7 @@ from tests.support.mta import MtaTier
 from tests.support.payloads import EXAMPLE_TEMPLATES, incident, load, resolved, with_labels
 from tests.support.pubsub import PROJECT
 from tests.support.secret_manager_stub import SecretManagerStub
+from tests.support.webhook_credentials import basic_auth_header, grafana_signature_headers
 
 pytestmark = [pytest.mark.mta, pytest.mark.process]
 
@@ -88,19 +87,11 @@ def _bearer(_body: bytes) -> dict[str, str]:
 
 
 def _grafana_signed(body: bytes, token: str = TOKEN, age_s: int = 0) -> dict[str, str]:
-    timestamp = str(int(time.time()) - age_s)
-    signed = timestamp.encode() + b":" + body
-    return {
-        "X-Grafana-Alerting-Signature": hmac.new(
-            token.encode(), signed, hashlib.sha256
-        ).hexdigest(),
-        "X-Grafana-Alerting-Timestamp": timestamp,
-    }
+    return grafana_signature_headers(token, body, timestamp=int(time.time()) - age_s)
 
 
 def _basic(_body: bytes, password: str = TOKEN) -> dict[str, str]:
-    credential = base64.b64encode(f"cloud-monitoring:{password}".encode()).decode()
-    return {"Authorization": f"Basic {credential}"}
+    return basic_auth_header(password)  # Cloud Monitoring's user name, the token as password
 
 
 Credential = Callable[[bytes], dict[str, str]]

@@ -25,6 +25,8 @@ Conftests only wire these into fixtures; tests import from here, never from a co
 - ``payloads``: webhook bodies from each system's documentation (`load`) and their variants
   (`resolved`, `incident`, `with_labels`); the example `/hook` templates (`EXAMPLE_TEMPLATES`).
 - ``ledgers``: what ledger tests share (`LEASE_S`, `TTL_S`, `LedgerFactory`).
+- ``webhook_credentials``: webhook credentials as callers send them (`hmac_sha256_signature`,
+  `grafana_signature_headers`, `basic_auth_header`).
 - ``checks``: shared assertions (nothing sent, misconfigured, retryable, no secret leaked) and
   log-line parsing.
 - ``env`` / ``constants``: the function's variables (`function_env`), the ``sender_env``
@@ -41,7 +43,9 @@ Conftests only wire these into fixtures; tests import from here, never from a co
   IAM signBlob/signJwt, GCE metadata, RFC 7662 introspection) that MSAL and google-auth talk to
   unchanged, with faults, revocation and request counts; what it knows and how it routes
   requests is ``idp_model``; ``oauth_accounts``: what an admin registers there for one mailbox
-  (`admin_setup`: each flow's profile ``oauth2`` object, `IDP_FLOW`, `TENANT`, `MAILER`).
+  (one helper per flow: `entra_app`, `google_key_account`, `google_keyless_account`,
+  `refresh_token_account`; `admin_setup`: all four flows' profile ``oauth2`` objects; `IDP_FLOW`,
+  `TENANT`, `MAILER`).
 - ``connect_proxy``: a CONNECT proxy (`ConnectProxy`) that tunnels fixed public hosts (Google's
   IAM and token hosts, Entra's login host) to the fake IdP and refuses the rest.
 - ``jwt_rs256``: RS256 JWT signing and checking for the fake IdP (`cryptography` only,

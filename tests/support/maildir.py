@@ -96,13 +96,17 @@ def wait_for(
 ) -> list[Delivered]:
     """Delivery is asynchronous (queue manager -> virtual): poll, bounded, for *count* matches.
 
-    Returns whatever matched when the deadline passed, so the caller's assert shows the shortfall.
+    Returns the matches (at least *count*) once there are enough; raises `TimeoutError` naming
+    what did arrive when the deadline passes first, so a shortfall can never pass an assert.
     """
     deadline = time.monotonic() + timeout
     while True:
         found = [m for m in read() if match(m)]
-        if len(found) >= count or time.monotonic() > deadline:
+        if len(found) >= count:
             return found
+        if time.monotonic() > deadline:
+            subjects = [m.subject for m in found]
+            raise TimeoutError(f"{len(found)} of {count} messages after {timeout}s: {subjects}")
         time.sleep(0.1)
 
 

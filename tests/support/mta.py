@@ -56,7 +56,8 @@ class MtaTier:
     def wait_for_messages(
         self, match: Callable[[Delivered], bool], count: int = 1, timeout: float = 20.0
     ) -> list[Delivered]:
-        """Poll (bounded) until *count* delivered messages satisfy *match*."""
+        """Poll (bounded) until *count* delivered messages satisfy *match*; returns them (at
+        least *count*), or raises `TimeoutError` saying how many came when the time is up."""
         return wait_for(self.messages, match, count, timeout)
 
     def queue_is_empty(self, timeout: float = 10.0) -> bool:
@@ -86,15 +87,20 @@ class MtaTier:
     def settled_offset(self, service: str, timeout: float = 10.0) -> int:
         """`log_offset`, taken once every session on listener *service* has ended (Postfix logs
         a session's summary only after the client left), so that `sessions(service, since)`
-        after it sees only the sessions that follow, never a late summary of an earlier one."""
+        after it sees only the sessions that follow, never a late summary of an earlier one.
+        Raises `TimeoutError` if a session is still open after *timeout* seconds."""
         connects = re.compile(rf"postfix/{re.escape(service)}/smtpd\[\d+\]: connect from ".encode())
         ends = re.compile(rf"postfix/{re.escape(service)}/smtpd\[\d+\]: disconnect from ".encode())
         deadline = time.monotonic() + timeout
         while True:
             raw = self.state.postfix_log.read_bytes()
-            settled = len(connects.findall(raw)) <= len(ends.findall(raw))
-            if settled or time.monotonic() > deadline:
+            opened, ended = len(connects.findall(raw)), len(ends.findall(raw))
+            if opened <= ended:
                 return len(raw)
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{opened - ended} {service} session(s) still open after {timeout}s"
+                )
             time.sleep(0.1)
 
     def log_text(self, since: int = 0) -> str:

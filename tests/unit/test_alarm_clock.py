@@ -30,9 +30,10 @@ def test_a_cancelled_alarm_never_rings() -> None:
     clock = AlarmClock()
     rang = threading.Event()
     later = threading.Event()
-    alarm = clock.set(time.monotonic() + 0.05, rang.set)
+    # Half a second ahead: a stalled machine between set and cancel must not let it ring first.
+    alarm = clock.set(time.monotonic() + 0.5, rang.set)
     alarm.cancel()
-    clock.set(time.monotonic() + 0.1, later.set)
+    clock.set(time.monotonic() + 0.6, later.set)
 
     assert later.wait(5)  # the clock went past the cancelled alarm's time
     assert not rang.is_set()
@@ -60,12 +61,12 @@ def test_cancel_waits_for_an_alarm_that_is_ringing() -> None:
 def test_close_ends_the_thread_and_nothing_rings_afterwards() -> None:
     clock = AlarmClock()
     rang = threading.Event()
-    clock.set(time.monotonic() + 0.2, rang.set)
+    clock.set(time.monotonic() + 0.5, rang.set)  # far enough ahead to be closed before it
     [thread] = [t for t in threading.enumerate() if t.name == "alarm-clock" and t.is_alive()][-1:]
     clock.close()
     thread.join(5)
     assert not thread.is_alive()
-    assert not rang.wait(0.4)
+    assert not rang.wait(0.8)
 
 
 def test_a_deadline_rings_its_watchdog_on_the_clock_or_on_its_own_timer() -> None:
@@ -76,8 +77,9 @@ def test_a_deadline_rings_its_watchdog_on_the_clock_or_on_its_own_timer() -> Non
         deadline.call_at_expiry(rang.set)
         assert rang.wait(5)
         cancelled = threading.Event()
-        Deadline(0.05, expired=lambda: TransientError("late"), alarms=alarms).call_at_expiry(
+        # Half a second ahead: a stalled machine between set and cancel must not let it ring.
+        Deadline(0.5, expired=lambda: TransientError("late"), alarms=alarms).call_at_expiry(
             cancelled.set
         ).cancel()
-        assert not cancelled.wait(0.2)
+        assert not cancelled.wait(0.8)  # past the time it would have rung
     clock.close()

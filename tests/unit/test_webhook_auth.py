@@ -3,10 +3,6 @@ Grafana's, with its replay window); rotation."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-
 import pytest
 
 from sender.errors import (
@@ -16,30 +12,16 @@ from sender.errors import (
 )
 from sender.webhook_auth import MAX_TIMESTAMP_SKEW_S, TokenStore, verify
 from tests.support.fakes import FakeClock, FakeSecretSource
+from tests.support.webhook_credentials import (
+    GRAFANA_SIGNATURE,
+    GRAFANA_TIMESTAMP,
+    basic_auth_header,
+    grafana_signature_headers,
+    hmac_sha256_signature,
+)
 
 BODY = b'{"to": "ops@example.com"}'
-
-
-def signature(token: bytes, body: bytes) -> str:
-    return "sha256=" + hmac.new(token, body, hashlib.sha256).hexdigest()
-
-
-def grafana(token: bytes, body: bytes, timestamp: int | None = None) -> dict[str, str]:
-    """Grafana's headers: bare hex HMAC of the body, or of `timestamp:body` with the timestamp."""
-    if timestamp is None:
-        return {"X-Grafana-Alerting-Signature": hmac.new(token, body, hashlib.sha256).hexdigest()}
-    signed = f"{timestamp}:".encode() + body
-    return {
-        "X-Grafana-Alerting-Signature": hmac.new(token, signed, hashlib.sha256).hexdigest(),
-        "X-Grafana-Alerting-Timestamp": str(timestamp),
-    }
-
-
-def basic(user: str, password: str) -> dict[str, str]:
-    credential = base64.b64encode(f"{user}:{password}".encode()).decode()
-    return {"Authorization": f"Basic {credential}"}
-
-
+KEY = b"s3cret-token"  # the webhook token, as the HMAC key
 NOW = 1_800_000_000
 
 
@@ -63,18 +45,19 @@ def store(source: FakeSecretSource, clock: FakeClock) -> TokenStore:
     [
         {"Authorization": "Bearer s3cret-token"},
         {"X-Webhook-Token": "s3cret-token"},
-        {"X-Signature-256": signature(b"s3cret-token", BODY)},
-        {"X-Hub-Signature-256": signature(b"s3cret-token", BODY)},
+        {"X-Signature-256": hmac_sha256_signature(KEY, BODY)},
+        {"X-Hub-Signature-256": hmac_sha256_signature(KEY, BODY)},
         # IAM's identity token in Authorization beside our own header: ours decides.
         {"Authorization": "Bearer eyJhbGciOi.identity", "X-Webhook-Token": "s3cret-token"},
-        basic("cloud-monitoring", "s3cret-token"),  # any user name; the token is the password
-        basic("", "s3cret-token"),
-        grafana(b"s3cret-token", BODY),
-        grafana(b"s3cret-token", BODY, timestamp=NOW),
-        grafana(b"s3cret-token", BODY, timestamp=NOW - MAX_TIMESTAMP_SKEW_S),  # just in time
+        # Any user name; the token is the password.
+        basic_auth_header("s3cret-token", user="cloud-monitoring"),
+        basic_auth_header("s3cret-token", user=""),
+        grafana_signature_headers(KEY, BODY),
+        grafana_signature_headers(KEY, BODY, timestamp=NOW),
+        grafana_signature_headers(KEY, BODY, timestamp=NOW - MAX_TIMESTAMP_SKEW_S),  # just in time
         {
-            "x-grafana-alerting-signature": grafana(b"s3cret-token", BODY)[
-                "X-Grafana-Alerting-Signature"
+            "x-grafana-alerting-signature": grafana_signature_headers(KEY, BODY)[
+                GRAFANA_SIGNATURE
             ].upper()
         },  # header names and hex digits are case-blind
     ],
@@ -96,16 +79,20 @@ def test_missing_credential_is_401(store: TokenStore, headers: dict[str, str]) -
     [
         {"Authorization": "Bearer wrong"},
         {"X-Webhook-Token": "s3cret-token-but-longer"},
-        {"X-Signature-256": signature(b"s3cret-token", BODY + b" ")},  # body tampered with
+        {"X-Signature-256": hmac_sha256_signature(KEY, BODY + b" ")},  # body tampered with
         {"Authorization": "Basic abc"},  # not base64 of user:password
-        basic("s3cret-token", "wrong"),  # the token as the user name is not the password
-        basic("user", "s3cret-token-but-longer"),
-        grafana(b"wrong", BODY),
-        grafana(b"s3cret-token", BODY + b" "),
+        # The token as the user name is not the password.
+        basic_auth_header("wrong", user="s3cret-token"),
+        basic_auth_header("s3cret-token-but-longer", user="user"),
+        grafana_signature_headers(b"wrong", BODY),
+        grafana_signature_headers(KEY, BODY + b" "),
         # Signed over the body alone, but a timestamp header says it was signed with one.
-        {**grafana(b"s3cret-token", BODY), "X-Grafana-Alerting-Timestamp": str(NOW)},
+        {
+            **grafana_signature_headers(KEY, BODY),
+            GRAFANA_TIMESTAMP: str(NOW),
+        },
         # GitHub-style prefix on Grafana's header: Grafana sends bare hex.
-        {"X-Grafana-Alerting-Signature": signature(b"s3cret-token", BODY)},
+        {GRAFANA_SIGNATURE: hmac_sha256_signature(KEY, BODY)},
     ],
 )
 def test_wrong_credential_is_403(store: TokenStore, headers: dict[str, str]) -> None:
@@ -125,13 +112,7 @@ def test_wrong_credential_is_403(store: TokenStore, headers: dict[str, str]) -> 
 def test_stale_or_unreadable_grafana_timestamp_is_403_even_when_signed(
     store: TokenStore, source: FakeSecretSource, timestamp: str
 ) -> None:
-    signed = f"{timestamp}:".encode() + BODY
-    headers = {
-        "X-Grafana-Alerting-Signature": hmac.new(
-            b"s3cret-token", signed, hashlib.sha256
-        ).hexdigest(),
-        "X-Grafana-Alerting-Timestamp": timestamp,
-    }
+    headers = grafana_signature_headers(KEY, BODY, timestamp=timestamp)
     with pytest.raises(WebhookStaleTimestampError):
         verify(store, headers, BODY, clock=lambda: NOW)
     assert source.reads == 0  # refused before the secret is even needed
