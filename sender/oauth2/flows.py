@@ -26,7 +26,6 @@ from google.oauth2 import service_account
 
 from sender.errors import IdentityProviderRefusedError
 from sender.oauth2.config import (
-    GOOGLE_TOKEN_URI,
     GoogleServiceAccountFlow,
     MicrosoftFlow,
     OAuth2Config,
@@ -116,7 +115,7 @@ def _microsoft(config: MicrosoftFlow, session: requests.Session) -> AccessToken:
 def _google_key(config: GoogleServiceAccountFlow, request: _RecordingRequest) -> AccessToken:
     assert config.key is not None
     info = dict(config.key)
-    info["token_uri"] = config.token_uri or info.get("token_uri") or GOOGLE_TOKEN_URI
+    info["token_uri"] = config.token_uri
     try:
         credentials = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
             info, subject=config.username, scopes=[config.scope]
@@ -137,7 +136,7 @@ def _google_keyless(config: GoogleServiceAccountFlow, request: _RecordingRequest
     credentials = service_account.Credentials(  # type: ignore[no-untyped-call]
         signer,
         service_account_email=config.service_account,
-        token_uri=config.token_uri or GOOGLE_TOKEN_URI,
+        token_uri=config.token_uri,
         scopes=[config.scope],
         subject=config.username,
     )
