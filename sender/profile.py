@@ -21,6 +21,7 @@ from typing import Any
 from sender.addresses import Mailbox, parse_mailbox
 from sender.errors import AddressError, ConfigurationError
 from sender.header_safety import has_control_characters
+from sender.key_names import unknown_keys
 from sender.oauth2.config import OAuth2Config, parse_oauth2
 from sender.providers import STANDARD_PORTS, Limits, Security, apply_preset
 
@@ -192,9 +193,9 @@ def parse_profile(payload: bytes, fallback: Mapping[str, str] | None = None) -> 
     except ValueError:
         document = None
     if isinstance(document, dict):
-        unknown = sorted(set(document) - _PROFILE_KEYS)
+        unknown = unknown_keys(document, _PROFILE_KEYS)
         if unknown:
-            raise ConfigurationError(f"the SMTP profile has unknown keys: {', '.join(unknown)}")
+            raise ConfigurationError(f"the SMTP profile has {unknown}")
         return _build(document)
     # A bare password: everything else comes from the environment.
     password = text[:-1] if text.endswith("\n") else text

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from sender.errors import ConfigurationError
 from sender.header_safety import has_control_characters
+from sender.key_names import unknown_keys
 
 Flow = Literal["microsoft", "google_service_account", "refresh_token"]
 FLOWS: tuple[Flow, ...] = ("microsoft", "google_service_account", "refresh_token")
@@ -232,11 +233,9 @@ def parse_oauth2(raw: object, *, username: str | None) -> OAuth2Config:
         raise ConfigurationError(
             f"the SMTP profile's oauth2.flow must be one of {', '.join(FLOWS)}"
         )
-    unknown = sorted(k for k in raw if k not in _KEYS[flow])
+    unknown = unknown_keys(raw, _KEYS[flow])
     if unknown:
-        # Key names only: they are the profile's own, and a typo must not pass silently.
-        shown = ", ".join(k if k.isidentifier() and len(k) <= 40 else "?" for k in unknown)
-        raise _problem(flow, f"has unknown keys: {shown}")
+        raise _problem(flow, f"has {unknown}")
     if not username or has_control_characters(username):
         raise _problem(flow, "needs the profile's username: the mailbox the token signs in as")
     if flow == "microsoft":

@@ -121,6 +121,16 @@ def test_a_port_given_as_digits_is_taken(port: object, expected: int) -> None:
     assert parse_profile(payload(host="smtp.example.com", port=port), {}).port == expected
 
 
+@pytest.mark.parametrize("pasted", ["S3cr3tPassw0rd!", SECRET, "x" * 41, "ghp_" + "A1b2" * 15])
+def test_an_unknown_key_that_may_be_a_pasted_secret_is_not_repeated(pasted: str) -> None:
+    """A password pasted as a key (a lost `"password":` in hand-written JSON) never reaches the
+    error text, which ends in responses and logs; a plain typo is still named."""
+    with pytest.raises(ConfigurationError) as caught:
+        parse_profile(payload(host="smtp.example.com", passwd="x", **{pasted: "y"}), {})
+    assert pasted not in str(caught.value)
+    assert str(caught.value) == "the SMTP profile has unknown keys: ?, passwd"
+
+
 def test_bare_password_without_username_is_misconfigured() -> None:
     with pytest.raises(ConfigurationError, match="SMTP_USERNAME"):
         parse_profile(SECRET.encode(), fallback({"SMTP_HOST": "smtp.example.com"}))
