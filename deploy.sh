@@ -264,9 +264,11 @@ REPLAY_MAX=${REPLAY_MAX:-100}
 # CONCURRENCY such requests. Cloud Run only allows concurrency > 1 with a whole vCPU, hence
 # CPU=1. Concurrency 4: a send is almost all waiting on the SMTP server, so one instance
 # can overlap a few, and warm instances share the profile cache and in-memory ledger.
-# MAX_INSTANCES=5 caps simultaneous SMTP sessions at 5 x 4 = 20, under what Gmail/M365
-# accept per account, and caps cost if a caller floods the function; Pub/Sub simply
-# redelivers what could not be placed. min-instances stays 0: nothing runs (or bills) idle.
+# MAX_INSTANCES=5 caps simultaneous SMTP sessions at 5 x 4 = 20 and caps cost if a caller
+# floods the function; Pub/Sub simply redelivers what could not be placed. A provider's
+# connection limit is per mailbox while the session pool's cap is per instance: Microsoft 365
+# allows 3 connections per mailbox, so deploy M365 profiles with MAX_INSTANCES=1 (README).
+# min-instances stays 0: nothing runs (or bills) idle.
 MEMORY=${MEMORY:-512Mi}
 CPU=${CPU:-1}
 CONCURRENCY=${CONCURRENCY:-4}
@@ -352,14 +354,19 @@ check_data_file WEBHOOK_SECRET_FILE
   die "only one of SMTP_PROFILE_FILE and WEBHOOK_SECRET_FILE can read stdin"
 [[ -z $WEBHOOK_SECRET_FILE || -n $WEBHOOK_SECRET ]] || die "WEBHOOK_SECRET_FILE needs WEBHOOK_SECRET"
 
+# One pattern for every service account e-mail deploy.sh is handed (user-managed, Compute or
+# App Engine default accounts; also the keyless profile's account, below).
+SA_EMAIL='^[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z][a-z0-9.-]*\.gserviceaccount\.com$'
+
 # A keyless Google profile (oauth2 flow google_service_account with service_account and no
 # key) has the function's own identity sign the JWT through the IAM Credentials API: the
 # runtime account then needs roles/iam.serviceAccountTokenCreator on that one account. The
 # profile is a secret: python3 reads it locally and prints the service_account e-mail and
 # nothing else (no error text either, which could quote the file). A profile on stdin ("-")
-# cannot be read twice; name the account with DWD_SERVICE_ACCOUNT then.
+# cannot be read twice; name the account with DWD_SERVICE_ACCOUNT then. "key": null is
+# keyless, as the function reads it.
 keyless_account_of() {
-  python3 - "$1" <<'PY' 2>/dev/null || true
+  python3 - "$1" "$SA_EMAIL" <<'PY' 2>/dev/null || true
 import json
 import re
 import sys
@@ -370,10 +377,10 @@ try:
     oauth2 = profile.get("oauth2") if isinstance(profile, dict) else None
     if isinstance(oauth2, dict) and oauth2.get("flow") == "google_service_account":
         account = oauth2.get("service_account")
-        if "key" not in oauth2 and account is not None:
-            ok = isinstance(account, str) and re.fullmatch(
-                r"[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z][a-z0-9.-]*\.gserviceaccount\.com", account
-            )
+        if oauth2.get("key") is None and account is not None:
+            # SA_EMAIL's anchors dropped: fullmatch anchors, and "$" would let a newline end it.
+            pattern = sys.argv[2].removeprefix("^").removesuffix("$")
+            ok = isinstance(account, str) and re.fullmatch(pattern, account)
             print(account if ok else "INVALID")
 except Exception:
     pass
@@ -393,9 +400,6 @@ fi
 [[ -z $SECRET_LOCATION || $SECRET_LOCATION =~ ^[a-z]+-[a-z]+[0-9]+$ ]] ||
   die "SECRET_LOCATION '$SECRET_LOCATION' is not a region (regional secrets live in one region)"
 
-# One pattern for every service account e-mail deploy.sh is handed (user-managed, Compute or
-# App Engine default accounts).
-SA_EMAIL='^[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z][a-z0-9.-]*\.gserviceaccount\.com$'
 [[ -z $DWD_SERVICE_ACCOUNT || $DWD_SERVICE_ACCOUNT =~ $SA_EMAIL ]] ||
   die "DWD_SERVICE_ACCOUNT '$DWD_SERVICE_ACCOUNT' is not a service account e-mail"
 

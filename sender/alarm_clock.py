@@ -24,8 +24,7 @@ from collections.abc import Callable
 class Alarm:
     """One callback due at a time; `cancel()` it when the guarded work ended in time."""
 
-    def __init__(self, at: float, callback: Callable[[], None]) -> None:
-        self.at = at
+    def __init__(self, callback: Callable[[], None]) -> None:
         self._callback = callback
         self._lock = threading.Lock()  # held while the callback runs, and to cancel
         self._done = False  # ran or cancelled
@@ -35,7 +34,7 @@ class Alarm:
             self._done = True
 
     def ring(self) -> None:
-        """Run the callback unless cancelled (the clock's thread calls this at `at`)."""
+        """Run the callback unless cancelled (the clock's thread calls this at its time)."""
         with self._lock:
             if self._done:
                 return
@@ -60,7 +59,7 @@ class AlarmClock:
 
     def set(self, at: float, callback: Callable[[], None]) -> Alarm:
         """Call `callback` (on the clock's thread) at monotonic time `at`, unless cancelled."""
-        alarm = Alarm(at, callback)
+        alarm = Alarm(callback)
         with self._changed:
             heapq.heappush(self._due, (at, next(self._order), alarm))
             if self._thread is None:

@@ -41,7 +41,6 @@ class Deadline:
         clock: Callable[[], float] = time.monotonic,
         alarms: AlarmClock | None = None,
     ) -> None:
-        self.total_s = total_s
         self._alarms = alarms
         self._clock = clock
         self._ends_at = clock() + total_s

@@ -19,8 +19,8 @@ answer: the next claim takes it at once, as if the key were new (or as the progr
 failure that sent nothing still never stops a retry with the same key.
 
 `describe` turns a record into what `GET /messages/<key>` and the outcome events report: one of
-`STATES` and the recipients' fates. Records written before the attempt times and `failure` existed
-read as "unknown" (None) for those fields and behave exactly as before.
+the states below and the recipients' fates. Records written before the attempt times and
+`failure` existed read as "unknown" (None) for those fields and behave exactly as before.
 
 Records carry `expire_at` (a Firestore TTL policy deletes them; both stores also ignore expired
 records on read, since TTL deletion runs late). The state machine lives in the pure functions
@@ -46,7 +46,6 @@ SENT = "sent"  # every recipient accepted
 PARTIAL = "partial"  # some accepted; others refused for good or still owed (4xx)
 REJECTED = "rejected"  # the last attempt was refused for good and sent nothing
 FAILED = "failed"  # the last attempt failed (transient, misconfigured, or never finished)
-STATES = (SENDING, SENT, PARTIAL, REJECTED, FAILED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,7 +283,7 @@ class Status:
     """A key's fate as the status answer and the outcome events report it (never a body)."""
 
     key: str
-    state: str  # one of STATES
+    state: str  # SENDING, SENT, PARTIAL, REJECTED or FAILED
     message_id: str | None
     accepted: tuple[str, ...]
     refused: Mapping[str, Refusal]  # final (5xx) refusals
@@ -293,10 +292,6 @@ class Status:
     first_attempt_at: float | None
     last_attempt_at: float | None
     failure: Failure | None  # with REJECTED and FAILED: how the last attempt ended
-
-    @property
-    def finished(self) -> bool:
-        return self.state != SENDING
 
 
 # A claim whose lease ran out without an outcome: its instance stopped mid-attempt.

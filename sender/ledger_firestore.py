@@ -11,7 +11,7 @@ an explicit timeout cut from one deadline per operation (`timeout_s`, default 10
 transient errors stop at that deadline, and whatever is left over is `LedgerUnavailableError`.
 
 A write is conditional on what was read: `create` when the document was absent, otherwise
-`update`/`delete` on the read's `update_time`. If another instance wrote in between, the
+`update` on the read's `update_time`. If another instance wrote in between, the
 precondition fails and the operation reads again and re-decides, a bounded number of times. A
 claim starts with a blind `create` (one round-trip on the common path: the key is new).
 
@@ -28,8 +28,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import Enum
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 from google.api_core import exceptions as api_exceptions
 from google.api_core import retry as api_retry
@@ -198,16 +197,8 @@ class _Read:
 _ABSENT = _Read(entry=None, update_time=None)
 
 
-class _Keep(Enum):
-    """What a decision returns when nothing needs storing (distinct from None: delete)."""
-
-    KEEP = "keep"
-
-
-_KEEP: Final = _Keep.KEEP
-
-# A decision on what was read: the operation's answer, and what to store for it.
-_Step = Callable[[_Read], tuple[T, Entry | _Keep | None]]
+# A decision on what was read: the operation's answer, and what to store for it (None: nothing).
+_Step = Callable[[_Read], tuple[T, Entry | None]]
 
 
 class FirestoreLedger(Ledger):
@@ -252,28 +243,20 @@ class FirestoreLedger(Ledger):
             return _ABSENT
         return _Read(from_document(snapshot.to_dict() or {}), snapshot.update_time)
 
-    def _write(self, ref: Any, entry: Entry | None, read: _Read, deadline: Deadline) -> bool:
-        """Store `entry` (None: delete) if the document is still as `read`; False if it changed.
+    def _write(self, ref: Any, entry: Entry, read: _Read, deadline: Deadline) -> bool:
+        """Store `entry` if the document is still as `read`; False if it changed.
 
         A retry of a write that was applied but whose reply was lost also ends here as "changed":
         the caller reads again and finds its own write, which the state machine recognises.
         """
+        document = to_document(entry)
         try:
             if not read.exists:
-                if entry is not None:
-                    document = to_document(entry)
-                    _rpc(deadline, lambda t: ref.create(document, retry=None, timeout=t))
+                _rpc(deadline, lambda t: ref.create(document, retry=None, timeout=t))
                 return True
             unchanged = self._client.write_option(last_update_time=read.update_time)
-            if entry is None:
-                _rpc(deadline, lambda t: ref.delete(option=unchanged, retry=None, timeout=t))
-            else:
-                # `update` names every field, so it replaces the whole record (maps included).
-                document = to_document(entry)
-                _rpc(
-                    deadline,
-                    lambda t: ref.update(document, option=unchanged, retry=None, timeout=t),
-                )
+            # `update` names every field, so it replaces the whole record (maps included).
+            _rpc(deadline, lambda t: ref.update(document, option=unchanged, retry=None, timeout=t))
         except _CHANGED_MEANWHILE:
             return False
         return True
@@ -281,7 +264,7 @@ class FirestoreLedger(Ledger):
     def _settle(self, ref: Any, deadline: Deadline, first: _Read | None, step: _Step[T]) -> T:
         """Read, decide, write conditionally; on a lost race read again, `MAX_ROUNDS` at most.
 
-        `step(read)` returns the answer and what to store (`_KEEP`: store nothing).
+        `step(read)` returns the answer and what to store (None: store nothing).
         `first` stands in for the first read when the caller can guess it (a claim guesses absent).
         """
         read = first
@@ -289,7 +272,7 @@ class FirestoreLedger(Ledger):
             if read is None:
                 read = self._read(ref, deadline)
             answer, store = step(read)
-            if store is _KEEP or self._write(ref, store, read, deadline):
+            if store is None or self._write(ref, store, read, deadline):
                 return answer
             read = None
         raise LedgerUnavailableError(
@@ -300,8 +283,8 @@ class FirestoreLedger(Ledger):
         ref = self._ref(key)
         token = new_token()
 
-        def step(read: _Read) -> tuple[ClaimResult, Entry | _Keep | None]:
-            result, written = decide_claim(
+        def step(read: _Read) -> tuple[ClaimResult, Entry | None]:
+            return decide_claim(
                 read.entry,
                 key=key,
                 token=token,
@@ -309,7 +292,6 @@ class FirestoreLedger(Ledger):
                 lease_s=self._lease_s,
                 ttl_s=self._ttl_s,
             )
-            return result, _KEEP if written is None else written
 
         # Guess "absent": a blind create is the one round-trip a new key (the common case) needs.
         return self._guarded(lambda deadline: self._settle(ref, deadline, _ABSENT, step))
@@ -326,7 +308,7 @@ class FirestoreLedger(Ledger):
     def record_progress(self, claim: Claim, attempt: Attempt) -> Entry:
         ref = self._ref(claim.key)
 
-        def step(read: _Read) -> tuple[Entry, Entry | _Keep | None]:
+        def step(read: _Read) -> tuple[Entry, Entry | None]:
             entry = merge_outcome(read.entry, claim, attempt, now=self._clock(), ttl_s=self._ttl_s)
             return entry, entry
 
@@ -335,9 +317,9 @@ class FirestoreLedger(Ledger):
     def release(self, claim: Claim, failure: Failure | None = None) -> None:
         ref = self._ref(claim.key)
 
-        def step(read: _Read) -> tuple[None, Entry | _Keep | None]:
+        def step(read: _Read) -> tuple[None, Entry | None]:
             if read.entry is None or not holds(read.entry, claim):
-                return None, _KEEP  # someone took over meanwhile: their claim is not ours to drop
+                return None, None  # someone took over meanwhile: their claim is not ours to drop
             return None, released(read.entry, failure)
 
         self._guarded(lambda deadline: self._settle(ref, deadline, None, step))

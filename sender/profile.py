@@ -21,8 +21,9 @@ from typing import Any
 from sender.addresses import Mailbox, parse_mailbox
 from sender.errors import AddressError, ConfigurationError
 from sender.header_safety import has_control_characters
+from sender.key_names import unknown_keys
 from sender.oauth2.config import OAuth2Config, parse_oauth2
-from sender.providers import Limits, Security, apply_preset
+from sender.providers import STANDARD_PORTS, Limits, Security, apply_preset
 
 __all__ = ["Security", "SmtpProfile", "is_loopback", "parse_profile"]
 
@@ -68,7 +69,7 @@ class SmtpProfile:
 
 
 def _default_security(port: int) -> Security:
-    return "ssl" if port == 465 else "starttls"
+    return "ssl" if port == STANDARD_PORTS["ssl"] else "starttls"
 
 
 def _build(raw: Mapping[str, Any]) -> SmtpProfile:
@@ -96,24 +97,38 @@ def _host(values: Mapping[str, Any]) -> str:
     return host.strip()
 
 
+def _port(raw: object) -> int | None:
+    """The profile's port: an int (not a bool) or a string of digits; None when omitted.
+
+    JSON gives floats (1.5, 1e400 as inf) and booleans too: none of them is a port.
+    """
+    if raw is None or raw == "":
+        return None
+    digits = raw.strip() if isinstance(raw, str) else ""
+    if digits.isascii() and digits.isdigit():
+        # int() of thousands of digits raises: anything over 5 cannot be a port anyway.
+        port = int(digits) if len(digits) <= 5 else 0
+    elif isinstance(raw, int) and not isinstance(raw, bool):
+        port = raw
+    else:
+        raise ConfigurationError("the SMTP profile's port is not a number")
+    if not 0 < port < 65536:
+        raise ConfigurationError("the SMTP profile's port is out of range")
+    return port
+
+
 def _port_and_security(values: Mapping[str, Any], host: str) -> tuple[int, Security]:
     """The port and TLS mode, each defaulted from the other (465 <-> ssl, 587 <-> starttls)."""
-    raw_port = values.get("port")
-    try:
-        port = int(raw_port) if raw_port not in (None, "") else None
-    except (TypeError, ValueError):
-        raise ConfigurationError("the SMTP profile's port is not a number") from None
+    port = _port(values.get("port"))
     raw_security = values.get("security")
     if raw_security in (None, ""):
-        port = port or 465
+        port = port or STANDARD_PORTS["ssl"]
         security = _default_security(port)
     elif raw_security in _SECURITIES:
         security = raw_security
-        port = port or {"ssl": 465, "starttls": 587, "none": 25}[security]
+        port = port or STANDARD_PORTS[security]
     else:
         raise ConfigurationError("the SMTP profile's security must be ssl, starttls or none")
-    if isinstance(port, bool) or not 0 < port < 65536:
-        raise ConfigurationError("the SMTP profile's port is out of range")
     if security == "none" and not is_loopback(host):
         raise ConfigurationError(
             "security 'none' is allowed only for a loopback host; use ssl or starttls"
@@ -178,9 +193,9 @@ def parse_profile(payload: bytes, fallback: Mapping[str, str] | None = None) -> 
     except ValueError:
         document = None
     if isinstance(document, dict):
-        unknown = sorted(set(document) - _PROFILE_KEYS)
+        unknown = unknown_keys(document, _PROFILE_KEYS)
         if unknown:
-            raise ConfigurationError(f"the SMTP profile has unknown keys: {', '.join(unknown)}")
+            raise ConfigurationError(f"the SMTP profile has {unknown}")
         return _build(document)
     # A bare password: everything else comes from the environment.
     password = text[:-1] if text.endswith("\n") else text

@@ -32,17 +32,25 @@ def _b64(text: str) -> str:
     return base64.b64encode(text.encode("utf-8")).decode("ascii")
 
 
-def plain(username: str, password: str, authzid: str = "") -> str:
-    """AUTH PLAIN initial response: base64 of ``authzid NUL username NUL password`` in UTF-8."""
-    for name, value in (("authzid", authzid), ("username", username), ("password", password)):
+def _check_no_nul(mechanism: str, **fields: str) -> None:
+    for name, value in fields.items():
         if "\0" in value:
             # Naming the field, never showing the value: it may be the password.
-            raise SaslError(f"AUTH PLAIN cannot carry a NUL character in the {name}")
+            raise SaslError(f"AUTH {mechanism} cannot carry a NUL character in the {name}")
+
+
+def plain(username: str, password: str, authzid: str = "") -> str:
+    """AUTH PLAIN initial response: base64 of ``authzid NUL username NUL password`` in UTF-8."""
+    _check_no_nul("PLAIN", authzid=authzid, username=username, password=password)
     return _b64(f"{authzid}\0{username}\0{password}")
 
 
 def login(username: str, password: str) -> tuple[str, str]:
-    """AUTH LOGIN responses: the answers to the ``Username:`` and ``Password:`` challenges."""
+    """AUTH LOGIN responses: the answers to the ``Username:`` and ``Password:`` challenges.
+
+    A NUL is refused here too: servers read these lines as C strings (and PLAIN's separator).
+    """
+    _check_no_nul("LOGIN", username=username, password=password)
     return _b64(username), _b64(password)
 
 

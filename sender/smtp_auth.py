@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import base64
 import smtplib
 import ssl
 from collections.abc import Callable
@@ -48,10 +47,6 @@ def authenticate(
     client.trace.ok("auth", f"{mechanism} as {profile.username}: {one_line(code, reply)}")
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
 def _auth_mechanisms(client: smtplib.SMTP) -> list[str]:
     """The AUTH mechanisms offered, once the checks every credential needs have passed."""
     if not isinstance(client.sock, ssl.SSLSocket):
@@ -77,26 +72,35 @@ def _auth_mechanisms(client: smtplib.SMTP) -> list[str]:
 
 
 def _password_auth(client: smtplib.SMTP, username: str, password: str) -> tuple[str, int, bytes]:
-    """AUTH PLAIN (preferred) or LOGIN with UTF-8 credentials; raises SMTPAuthenticationError.
+    """AUTH PLAIN (preferred) or LOGIN with UTF-8 credentials (`sender.sasl`); raises
+    SMTPAuthenticationError, or ConfigurationError for credentials SASL cannot carry.
 
     Returns the mechanism and the server's final reply."""
     mechanisms = _auth_mechanisms(client)
-    user, secret = username.encode("utf-8"), password.encode("utf-8")
     if "PLAIN" in mechanisms:
         mechanism = "PLAIN"
-        code, reply = client.docmd("AUTH", "PLAIN " + _b64(b"\0" + user + b"\0" + secret))
     elif "LOGIN" in mechanisms:
         mechanism = "LOGIN"
-        code, reply = client.docmd("AUTH", "LOGIN")
-        if code == 334:
-            code, reply = client.docmd(_b64(user))
-        if code == 334:
-            code, reply = client.docmd(_b64(secret))
     else:
         raise ConfigurationError(
             f"the SMTP server offers no supported AUTH mechanism (offers {' '.join(mechanisms)})",
             condition="auth_mechanism",
         )
+    try:
+        # Encoded before the first AUTH line: credentials SASL cannot carry are never sent.
+        if mechanism == "PLAIN":
+            lines = [sasl.plain(username, password)]
+        else:
+            lines = list(sasl.login(username, password))
+    except SaslError as exc:  # its text names the field, never the value
+        raise ConfigurationError(f"cannot sign in with the profile's password: {exc}") from None
+    if mechanism == "PLAIN":
+        code, reply = client.docmd("AUTH", f"PLAIN {lines[0]}")
+    else:
+        code, reply = client.docmd("AUTH", "LOGIN")
+        for line in lines:
+            if code == 334:
+                code, reply = client.docmd(line)
     if code != 235:
         if code == 334:  # a challenge we did not expect: end the exchange cleanly
             client.docmd("*")

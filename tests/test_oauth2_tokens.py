@@ -8,6 +8,9 @@ import uuid
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sender.oauth2 import (
     IdentityProviderRefusedError,
@@ -145,3 +148,27 @@ def test_an_unreachable_idp_is_transient(idp: FakeIdP) -> None:
             },
         )
     assert caught.value.reason.endswith("could not be reached")
+
+
+@pytest.mark.parametrize("curve", ["ec", "ed25519"])
+def test_a_key_that_is_not_rsa_is_invalid_key_and_nothing_is_requested(
+    idp: FakeIdP, curve: str
+) -> None:
+    """google-auth signs the grant with RS256 only: an EC or Ed25519 private key loads, then
+    failed to sign with a TypeError (a 500 internal). It is the operator's key to replace."""
+    account = idp.add_service_account(f"sa-{uuid.uuid4().hex[:8]}@p.iam.gserviceaccount.com")
+    other = (
+        ec.generate_private_key(ec.SECP256R1()) if curve == "ec" else Ed25519PrivateKey.generate()
+    )
+    pem = other.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode("ascii")
+    before = idp.token_requests("google_service_account")
+    key = {**account.key_info(token_uri=idp.google_token_uri), "private_key": pem}
+    with pytest.raises(IdentityProviderRefusedError) as caught:
+        _fetch(idp, {"flow": "google_service_account", "key": key})
+    assert caught.value.code == "invalid_key"
+    assert caught.value.http_status == 500
+    assert "oauth2.key.private_key" in caught.value.reason
+    assert "PRIVATE KEY" not in caught.value.reason
+    assert idp.token_requests("google_service_account") == before

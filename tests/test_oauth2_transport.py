@@ -16,6 +16,7 @@ from tests.support.env import SenderEnv
 from tests.support.fake_idp import FakeIdP
 from tests.support.fault_server import FaultServer, Mode, Script, reply
 from tests.support.oauth_accounts import entra_app
+from tests.support.plain_listener import CountingListener
 
 TENANT = "transport.onmicrosoft.com"
 MESSAGE = {"to": "ops@example.com", "subject": "s", "text": "t"}
@@ -110,3 +111,25 @@ def test_no_token_on_a_server_without_tls(
     assert "STARTTLS" in response.get_json()["detail"]
     assert "AUTH" not in server.commands
     assert idp.token_requests("microsoft") == before
+
+
+def test_a_service_account_keys_plain_http_token_uri_is_refused_before_any_request(
+    sender_env: SenderEnv, test_ca: CertBundle, idp: FakeIdP, http_client: Any
+) -> None:
+    """The key file's own token_uri is where the signed JWT grant would go: an http:// one is a
+    configuration error naming the field, and neither it nor the SMTP server hears anything."""
+    account = idp.add_service_account(f"sa-{uuid.uuid4().hex[:8]}@p.iam.gserviceaccount.com")
+    script = Script(replies={"AUTH": reply(235, "2.7.0 Accepted")}, extensions=("AUTH XOAUTH2",))
+    with CountingListener() as listener, _server(script, test_ca) as server:
+        key = account.key_info(token_uri=f"http://127.0.0.1:{listener.port}/token")
+        _use(sender_env, idp, server, {"flow": "google_service_account", "key": key})
+        response = http_client.post("/", json=MESSAGE)
+        requested = listener.connections
+    assert response.status_code == 500, response.get_data(as_text=True)
+    body = response.get_json()
+    assert body["error"] == "misconfigured"
+    assert "invalid key.token_uri (an https:// URL is needed)" in body["detail"]
+    assert "PRIVATE KEY" not in response.get_data(as_text=True)
+    assert requested == 0
+    assert server.auth_attempts == []
+    assert server.delivered == []

@@ -198,8 +198,12 @@ def test_bare_password_secret_with_settings_from_the_environment(
         '{"host": "127.0.0.1", "port": 465, "security": "rot13", "username": "u", "password": "p"}',
         '{"host": "127.0.0.1", "port": "not-a-port", "security": "ssl"}',
         '{"port": 465, "security": "ssl"}',
+        # JSON numbers that int() turned into OverflowError (a 500 internal) or port 1.
+        '{"host": "127.0.0.1", "port": 1e400, "security": "ssl"}',
+        '{"host": "127.0.0.1", "port": true, "security": "ssl"}',
+        '{"host": "127.0.0.1", "port": 1.5, "security": "ssl"}',
     ],
-    ids=["unknown security", "bad port", "no host"],
+    ids=["unknown security", "bad port", "no host", "port 1e400", "port true", "port 1.5"],
 )
 def test_malformed_profile_is_misconfigured(
     http_client: Any, smtp_ssl: SmtpTestServer, sender_env: SenderEnv, payload: str

@@ -86,6 +86,28 @@ def test_unicode_password_works_with_each_auth_mechanism(
         assert attempt.success
 
 
+@pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
+def test_a_password_with_a_nul_is_misconfigured_and_never_sent(
+    http_client: Any, sender_env: SenderEnv, test_ca: CertBundle, mechanism: str
+) -> None:
+    """SASL cannot carry a NUL (PLAIN's separator): the profile is at fault, nothing goes out."""
+    password = "Canary\0Pässwort-7731"
+    with SmtpTestServer(
+        SmtpMode.SSL, certs=test_ca, users={SMTP_USER: password}, auth_mechanisms={mechanism}
+    ) as server:
+        sender_env.use(server, password=password)
+        resp = _send(http_client)
+
+        assert_misconfigured(resp)
+        detail = resp.get_json()["detail"]
+        assert f"AUTH {mechanism} cannot carry a NUL character in the password" in detail
+        assert "Pässwort" not in resp.get_data(as_text=True)
+        assert server.auth_attempts == []
+        for session in server.sessions:
+            assert "AUTH" not in session.commands
+        assert_nothing_sent(server)
+
+
 def test_profile_without_username_sends_no_auth_but_still_uses_tls(
     http_client: Any, smtp_starttls: SmtpTestServer, sender_env: SenderEnv
 ) -> None:

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from sender.errors import ConfigurationError
 from sender.header_safety import has_control_characters
+from sender.key_names import unknown_keys
 
 Flow = Literal["microsoft", "google_service_account", "refresh_token"]
 FLOWS: tuple[Flow, ...] = ("microsoft", "google_service_account", "refresh_token")
@@ -59,9 +60,9 @@ class GoogleServiceAccountFlow:
 
     username: str
     service_account: str
+    # The profile's token_uri, else the key's own, else Google's: always https (checked).
+    token_uri: str
     key: Mapping[str, Any] | None = field(default=None, repr=False)
-    # None: the key's own token_uri, else Google's.
-    token_uri: str | None = None
     scope: str = GOOGLE_MAIL_SCOPE
     flow: Literal["google_service_account"] = "google_service_account"
 
@@ -90,25 +91,33 @@ def _problem(flow: str, text: str) -> ConfigurationError:
     return ConfigurationError(f"the SMTP profile's oauth2 (flow {flow}) {text}")
 
 
-def _text(raw: Mapping[str, Any], flow: str, name: str, *, required: bool) -> str | None:
+def _text(
+    raw: Mapping[str, Any], flow: str, name: str, *, required: bool, label: str | None = None
+) -> str | None:
+    """*raw[name]*, stripped; *label* is how errors name the field (default *name*)."""
+    label = label or name
     value = raw.get(name)
     if value is None or value == "":
         if required:
-            raise _problem(flow, f"needs {name}")
+            raise _problem(flow, f"needs {label}")
         return None
     if not isinstance(value, str) or not value.strip() or has_control_characters(value):
-        raise _problem(flow, f"has an invalid {name} (a non-empty single-line string is needed)")
+        raise _problem(flow, f"has an invalid {label} (a non-empty single-line string is needed)")
     return value.strip()
 
 
-def _https_url(raw: Mapping[str, Any], flow: str, name: str, *, required: bool) -> str | None:
-    value = _text(raw, flow, name, required=required)
+def _https_url(
+    raw: Mapping[str, Any], flow: str, name: str, *, required: bool, label: str | None = None
+) -> str | None:
+    """*raw[name]* as an https URL; *label* is how errors name the field (default *name*)."""
+    label = label or name
+    value = _text(raw, flow, name, required=required, label=label)
     if value is None:
         return None
     parts = urlsplit(value)
     if parts.scheme != "https" or not parts.hostname:
-        # Tokens and client secrets never travel over plain HTTP.
-        raise _problem(flow, f"has an invalid {name} (an https:// URL is needed)")
+        # Tokens, client secrets and signed grants never travel over plain HTTP.
+        raise _problem(flow, f"has an invalid {label} (an https:// URL is needed)")
     return value
 
 
@@ -180,11 +189,14 @@ def _google_service_account(raw: Mapping[str, Any], username: str) -> GoogleServ
     if "@" not in account:
         raise _problem(flow, "has an invalid service_account (an email address is needed)")
     token_uri = _https_url(raw, flow, "token_uri", required=False)
+    if token_uri is None and key is not None:
+        # The key file's own token_uri is where the signed grant goes: held to the same rule.
+        token_uri = _https_url(key, flow, "token_uri", required=False, label="key.token_uri")
     return GoogleServiceAccountFlow(
         username=username,
         service_account=account,
+        token_uri=token_uri or GOOGLE_TOKEN_URI,
         key=key,
-        token_uri=token_uri,
     )
 
 
@@ -221,11 +233,9 @@ def parse_oauth2(raw: object, *, username: str | None) -> OAuth2Config:
         raise ConfigurationError(
             f"the SMTP profile's oauth2.flow must be one of {', '.join(FLOWS)}"
         )
-    unknown = sorted(k for k in raw if k not in _KEYS[flow])
+    unknown = unknown_keys(raw, _KEYS[flow])
     if unknown:
-        # Key names only: they are the profile's own, and a typo must not pass silently.
-        shown = ", ".join(k if k.isidentifier() and len(k) <= 40 else "?" for k in unknown)
-        raise _problem(flow, f"has unknown keys: {shown}")
+        raise _problem(flow, f"has {unknown}")
     if not username or has_control_characters(username):
         raise _problem(flow, "needs the profile's username: the mailbox the token signs in as")
     if flow == "microsoft":

@@ -22,11 +22,13 @@ import google.oauth2.credentials
 import msal
 import msal.exceptions
 import requests
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from google.oauth2 import service_account
 
 from sender.errors import IdentityProviderRefusedError
 from sender.oauth2.config import (
-    GOOGLE_TOKEN_URI,
     GoogleServiceAccountFlow,
     MicrosoftFlow,
     OAuth2Config,
@@ -113,18 +115,33 @@ def _microsoft(config: MicrosoftFlow, session: requests.Session) -> AccessToken:
     raise from_error_response(config.flow, error, aadsts=aadsts)
 
 
+def _is_rsa_private_key(pem: object) -> bool:
+    """google-auth signs the JWT grant with RS256 only: an EC or Ed25519 key would load, then
+    fail to sign with a TypeError."""
+    if not isinstance(pem, str):
+        return False
+    try:
+        key = serialization.load_pem_private_key(pem.encode("utf-8"), password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return False
+    return isinstance(key, rsa.RSAPrivateKey)
+
+
 def _google_key(config: GoogleServiceAccountFlow, request: _RecordingRequest) -> AccessToken:
     assert config.key is not None
     info = dict(config.key)
-    info["token_uri"] = config.token_uri or info.get("token_uri") or GOOGLE_TOKEN_URI
+    info["token_uri"] = config.token_uri
+    invalid_key = IdentityProviderRefusedError(
+        config.flow, "invalid_key", "oauth2.key.private_key is not a usable RSA private key"
+    )
+    if not _is_rsa_private_key(info["private_key"]):
+        raise invalid_key
     try:
         credentials = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
             info, subject=config.username, scopes=[config.scope]
         )
     except (ValueError, TypeError):
-        raise IdentityProviderRefusedError(
-            config.flow, "invalid_key", "oauth2.key.private_key is not a usable private key"
-        ) from None
+        raise invalid_key from None
     credentials.refresh(request)
     return AccessToken(str(credentials.token), _lifetime(credentials.expiry))
 
@@ -137,7 +154,7 @@ def _google_keyless(config: GoogleServiceAccountFlow, request: _RecordingRequest
     credentials = service_account.Credentials(  # type: ignore[no-untyped-call]
         signer,
         service_account_email=config.service_account,
-        token_uri=config.token_uri or GOOGLE_TOKEN_URI,
+        token_uri=config.token_uri,
         scopes=[config.scope],
         subject=config.username,
     )

@@ -402,6 +402,14 @@ def test_keyless_google_profile_grants_token_creator_on_that_account_only(tmp_pa
         "serviceAccountTokenCreator" not in flags(b)["--role"]
         for b in run.find("projects", "add-iam-policy-binding")
     )
+    # "key": null is keyless, as the function reads it.
+    nulled = _profile(
+        tmp_path, {"flow": "google_service_account", "service_account": KEYLESS_SA, "key": None}
+    )
+    grant = dry(SMTP_PROFILE_FILE=str(nulled)).one(
+        "iam", "service-accounts", "add-iam-policy-binding"
+    )
+    assert grant[3] == KEYLESS_SA
     explicit = dry(DWD_SERVICE_ACCOUNT=RUNTIME_SA, SMTP_PROFILE_FILE="-")
     assert explicit.one("iam", "service-accounts", "add-iam-policy-binding")[3] == RUNTIME_SA
 
@@ -424,7 +432,13 @@ def test_a_profile_with_a_key_or_a_password_gets_no_grant_and_is_never_printed(
 
 
 @pytest.mark.parametrize(
-    "account", ["mailer@example.com", "not an e-mail", "x@evil.gserviceaccount.com.example"]
+    "account",
+    [
+        "mailer@example.com",
+        "not an e-mail",
+        "x@evil.gserviceaccount.com.example",
+        f"{KEYLESS_SA}\n",  # "$" in a Python pattern would let a trailing newline through
+    ],
 )
 def test_a_bad_keyless_account_is_refused_without_quoting_the_profile(
     tmp_path: Path, account: str

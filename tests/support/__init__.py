@@ -54,6 +54,8 @@ Conftests only wire these into fixtures; tests import from here, never from a co
   (`CheckRun`: steps, the failed step and its hint).
 - ``oauth_fetch``: `fetch_in_process`, one token fetch in a child process with a function's
   environment (the keyless flow needs the metadata server from process start).
+- ``plain_listener``: `CountingListener`, a plain-TCP loopback port that counts connections
+  (proof that nothing was requested of a URL the function must refuse).
 - ``first_request``: `modules_loaded`, what a fresh interpreter imported after loading ``main``
   and, optionally, serving one HTTP or Pub/Sub request (the lean cold start's check).
 """

@@ -11,6 +11,7 @@ import pytest
 from sender.errors import ConfigurationError
 from sender.oauth2 import (
     GOOGLE_MAIL_SCOPE,
+    GOOGLE_TOKEN_URI,
     MICROSOFT_SCOPE,
     GoogleServiceAccountFlow,
     MicrosoftFlow,
@@ -67,12 +68,13 @@ def test_google_service_account_keyless() -> None:
         username=USER,
     )
     assert config == GoogleServiceAccountFlow(
-        username=USER, service_account="mailer@p.iam.gserviceaccount.com"
+        username=USER,
+        service_account="mailer@p.iam.gserviceaccount.com",
+        token_uri=GOOGLE_TOKEN_URI,
     )
     assert isinstance(config, GoogleServiceAccountFlow)
     assert config.keyless
     assert config.scope == GOOGLE_MAIL_SCOPE
-    assert config.token_uri is None
 
 
 @pytest.mark.parametrize("key", [KEY, json.dumps(KEY)], ids=["object", "json-string"])
@@ -86,6 +88,34 @@ def test_google_service_account_with_a_key(key: object) -> None:
     assert config.service_account == KEY["client_email"]
     assert config.token_uri == "https://idp.test/token"
     assert "PRIVATE KEY" not in repr(config)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ({"key": {**KEY, "token_uri": "https://key.test/token"}}, "https://key.test/token"),
+        ({"key": {**KEY, "token_uri": "https://key.test/token"},
+          "token_uri": "https://profile.test/token"}, "https://profile.test/token"),
+        ({"key": KEY}, GOOGLE_TOKEN_URI),
+        ({"key": {**KEY, "token_uri": ""}}, GOOGLE_TOKEN_URI),
+    ],
+    ids=["the key's", "the profile's over the key's", "Google's", "Google's for an empty one"],
+)  # fmt: skip
+def test_the_effective_token_uri_is_settled_when_parsing(
+    raw: dict[str, Any], expected: str
+) -> None:
+    config = parse_oauth2({"flow": "google_service_account", **raw}, username=USER)
+    assert isinstance(config, GoogleServiceAccountFlow)
+    assert config.token_uri == expected
+
+
+@pytest.mark.parametrize("token_uri", ["http://127.0.0.1:8080/token", "ftp://x/t", 7])
+def test_a_keys_own_token_uri_must_be_https(token_uri: object) -> None:
+    """The signed JWT grant goes to the key's token_uri: never over plain HTTP."""
+    reason = _refused({"flow": "google_service_account", "key": {**KEY, "token_uri": token_uri}})
+    assert "(flow google_service_account) has an invalid key.token_uri" in reason
+    assert "PRIVATE KEY" not in reason
+    assert "127.0.0.1" not in reason
 
 
 def test_refresh_token_flow_with_scopes() -> None:

@@ -87,6 +87,50 @@ def test_malformed_profiles_are_configuration_errors(raw: bytes) -> None:
     assert SECRET not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("port", "expected"),
+    [
+        (True, "port is not a number"),
+        (False, "port is not a number"),
+        (1.5, "port is not a number"),
+        (465.0, "port is not a number"),
+        ([465], "port is not a number"),
+        ("46 5", "port is not a number"),
+        ("\u0664\u0666\u0665", "port is not a number"),  # Arabic-Indic digits: int() takes them
+        ("-1", "port is not a number"),
+        (0, "port is out of range"),
+        ("0", "port is out of range"),
+        (-25, "port is out of range"),
+        (65536, "port is out of range"),
+        ("9" * 5000, "port is out of range"),  # int() of it would raise ValueError
+    ],
+)
+def test_a_port_is_an_int_or_a_string_of_digits(port: object, expected: str) -> None:
+    with pytest.raises(ConfigurationError, match=expected):
+        parse_profile(payload(host="smtp.example.com", port=port), {})
+
+
+def test_a_port_that_json_reads_as_infinity_is_not_a_number() -> None:
+    """1e400 is a JSON number Python reads as inf: int(inf) raised OverflowError (500 internal)."""
+    with pytest.raises(ConfigurationError, match="port is not a number"):
+        parse_profile(b'{"host": "smtp.example.com", "port": 1e400}', {})
+
+
+@pytest.mark.parametrize(("port", "expected"), [(2525, 2525), ("2525", 2525), (" 587 ", 587)])
+def test_a_port_given_as_digits_is_taken(port: object, expected: int) -> None:
+    assert parse_profile(payload(host="smtp.example.com", port=port), {}).port == expected
+
+
+@pytest.mark.parametrize("pasted", ["S3cr3tPassw0rd!", SECRET, "x" * 41, "ghp_" + "A1b2" * 15])
+def test_an_unknown_key_that_may_be_a_pasted_secret_is_not_repeated(pasted: str) -> None:
+    """A password pasted as a key (a lost `"password":` in hand-written JSON) never reaches the
+    error text, which ends in responses and logs; a plain typo is still named."""
+    with pytest.raises(ConfigurationError) as caught:
+        parse_profile(payload(host="smtp.example.com", passwd="x", **{pasted: "y"}), {})
+    assert pasted not in str(caught.value)
+    assert str(caught.value) == "the SMTP profile has unknown keys: ?, passwd"
+
+
 def test_bare_password_without_username_is_misconfigured() -> None:
     with pytest.raises(ConfigurationError, match="SMTP_USERNAME"):
         parse_profile(SECRET.encode(), fallback({"SMTP_HOST": "smtp.example.com"}))

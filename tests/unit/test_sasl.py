@@ -42,6 +42,15 @@ def test_login_is_two_utf8_lines() -> None:
     assert _decode(password) == "Pässwort"
 
 
+@pytest.mark.parametrize("field", ["username", "password"])
+def test_login_refuses_nul_and_does_not_show_the_value(field: str) -> None:
+    values = {"username": "u", "password": "p", field: "sec\0ret-value"}
+    with pytest.raises(SaslError) as caught:
+        sasl.login(values["username"], values["password"])
+    assert str(caught.value) == f"AUTH LOGIN cannot carry a NUL character in the {field}"
+    assert "ret-value" not in str(caught.value)
+
+
 def test_xoauth2_matches_googles_published_example() -> None:
     # developers.google.com "OAuth 2.0 Mechanism": user someuser@example.com and this token.
     assert sasl.xoauth2(
