@@ -79,6 +79,7 @@ def send_once(
     if ledger_key is None:  # no key, no deduplication: every request is a new email
         return _send_unkeyed(request, settings, deadline_s)
     ledger = instance.ledger(settings)
+    started = time.monotonic()
     answer = _claim_or_wait(ledger, ledger_key, settings, deadline_s)
     if isinstance(answer, Duplicate):
         entry = answer.entry
@@ -89,7 +90,10 @@ def send_once(
         _refuse_if_rejected_before(ledger, claim)
     if claim.taken_over:
         logs.claim_taken_over(attempt=claim.attempt)
-    result = _send_claimed(request, settings, ledger, ledger_key, claim, deadline_s=deadline_s)
+    # Waiting for a busy key came out of the same budget: the send gets what is left of it.
+    budget_s = settings.send_deadline_s if deadline_s is None else deadline_s
+    left_s = budget_s - (time.monotonic() - started)
+    result = _send_claimed(request, settings, ledger, ledger_key, claim, deadline_s=left_s)
     delivery, status = _record(ledger, claim, result)
     _announce(settings, ledger_key, status)
     return delivery
