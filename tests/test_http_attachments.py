@@ -90,7 +90,19 @@ def test_content_type_parameters_are_accepted_and_kept(
         "text/csv; charset=utf-8; filename=invoice.pdf.exe",
         "application/octet-stream; boundary=x",
     ],
-    ids=["CRLF", "LF", "no name", "no value", "empty", "garbage", "both", "encoded word"],
+    ids=[
+        "CRLF",
+        "LF",
+        "no name",
+        "no value",
+        "empty",
+        "garbage",
+        "both",
+        "encoded word",
+        "name",
+        "filename",
+        "boundary",
+    ],
 )
 def test_malformed_content_type_is_400_naming_the_field(
     http_client: Any, server: SmtpTestServer, declared: str
